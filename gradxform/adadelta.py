@@ -1,0 +1,87 @@
+"""Adadelta (Zeiler, 2012): step sizes from the ratio of running RMS of steps and
+gradients, so the units of the update match the parameters'."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    abs2,
+    check_hparam,
+    compute_dtype,
+    map_params,
+    map_updates,
+    named_chain,
+    scalar_like,
+    slot_dtype,
+    static_field,
+    new_slot,
+)
+from .scaling import scale_by_learning_rate
+from .weight_decay import maybe_weight_decay
+
+__all__ = ["scale_by_adadelta", "adadelta"]
+
+
+class AdadeltaState(NamedTuple):
+    sq_avg: Any  # like params, real accumulator_dtype: E[g^2]
+    delta_avg: Any  # like params, real accumulator_dtype: E[dx^2]
+
+
+class scale_by_adadelta(GradientTransformation):  # noqa: N801
+    """Adadelta's direction, torch.optim.Adadelta semantics.
+
+    E[g^2]_t = rho E[g^2] + (1 - rho) |g|^2;  dx = sqrt(E[dx^2] + eps) / sqrt(E[g^2]_t + eps) g;
+    E[dx^2]_t = rho E[dx^2] + (1 - rho) |dx|^2;  u = dx. Defaults rho=0.9, eps=1e-6 (torch).
+    """
+
+    rho: Any = 0.9
+    eps: Any = 1e-6
+    accumulator_dtype: Any = static_field(default=None)
+
+    def __post_init__(self):
+        check_hparam("scale_by_adadelta", "rho", self.rho, low=0, high=1)
+        check_hparam("scale_by_adadelta", "eps", self.eps, low=0, low_open=True)
+
+    def init(self, params):
+        def slot(p):
+            return new_slot(p, slot_dtype(p, self.accumulator_dtype, real=True))
+
+        return AdadeltaState(sq_avg=map_params(slot, params), delta_avg=map_params(slot, params))
+
+    def update(self, updates, state, params=None, **extra):
+        def f(u, sq, dl):
+            g = u.astype(compute_dtype(u))
+            real = jnp.finfo(g.dtype).dtype
+            rho = scalar_like(self.rho, sq.astype(real))
+            eps = scalar_like(self.eps, sq.astype(real))
+            sq = rho * sq.astype(real) + (1 - rho) * abs2(g)
+            dx = (jnp.sqrt(dl.astype(real) + eps) / jnp.sqrt(sq + eps)).astype(g.dtype) * g
+            dl = rho * dl.astype(real) + (1 - rho) * abs2(dx)
+            acc = slot_dtype(u, self.accumulator_dtype, real=True)
+            return dx.astype(u.dtype), sq.astype(acc), dl.astype(acc)
+
+        updates, sq, dl = map_updates(f, updates, state.sq_avg, state.delta_avg, n_out=3)
+        return updates, AdadeltaState(sq_avg=sq, delta_avg=dl)
+
+
+def adadelta(
+    learning_rate: Any = 1.0,
+    rho: Any = 0.9,
+    eps: Any = 1e-6,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = None,
+):
+    """Adadelta, exactly torch.optim.Adadelta (lr default 1.0; coupled L2 weight decay).
+
+    = chain(add_decayed_weights(wd), scale_by_adadelta(rho, eps), scale_by_learning_rate(lr)).
+    """
+    return named_chain(
+        "adadelta",
+        maybe_weight_decay(weight_decay, weight_decay_mask),
+        scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(learning_rate),
+    )

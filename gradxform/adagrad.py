@@ -1,0 +1,99 @@
+"""Adagrad (Duchi et al., 2011): per-coordinate step sizes from the sum of squared
+gradients."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    abs2,
+    check_hparam,
+    compute_dtype,
+    is_active,
+    map_params,
+    map_updates,
+    named_chain,
+    new_slot,
+    scalar_like,
+    slot_dtype,
+    static_field,
+)
+from .scaling import scale_by_learning_rate
+from .schedules import inverse_time_decay
+from .weight_decay import maybe_weight_decay
+
+__all__ = ["scale_by_rss", "adagrad"]
+
+
+class RssState(NamedTuple):
+    sum_of_squares: Any  # like params, real accumulator_dtype
+
+
+class scale_by_rss(GradientTransformation):  # noqa: N801
+    """Divides by the root of the summed squares (Adagrad's direction).
+
+    s_t = s_{t-1} + |g|^2 (s_0 = initial_accumulator_value);
+    u = g / (sqrt(s_t) + eps), or g / sqrt(s_t + eps) with ``eps_in_sqrt=True`` (Optax).
+    Defaults follow torch.optim.Adagrad: s_0 = 0, eps = 1e-10 outside the root.
+    """
+
+    initial_accumulator_value: Any = 0.0
+    eps: Any = 1e-10
+    eps_in_sqrt: bool = static_field(default=False)
+    accumulator_dtype: Any = static_field(default=None)
+
+    def __post_init__(self):
+        check_hparam("scale_by_rss", "initial_accumulator_value",
+                     self.initial_accumulator_value, low=0)
+        check_hparam("scale_by_rss", "eps", self.eps, low=0, low_open=True)
+
+    def init(self, params):
+        def slot(p):
+            dt = slot_dtype(p, self.accumulator_dtype, real=True)
+            return new_slot(p, dt, self.initial_accumulator_value)
+
+        return RssState(sum_of_squares=map_params(slot, params))
+
+    def update(self, updates, state, params=None, **extra):
+        def f(u, s):
+            g = u.astype(compute_dtype(u))
+            s = s.astype(jnp.finfo(g.dtype).dtype) + abs2(g)
+            eps = scalar_like(self.eps, s)
+            denom = jnp.sqrt(s + eps) if self.eps_in_sqrt else jnp.sqrt(s) + eps
+            return (g / denom.astype(g.dtype)).astype(u.dtype), s.astype(
+                slot_dtype(u, self.accumulator_dtype, real=True))
+
+        updates, s = map_updates(f, updates, state.sum_of_squares, n_out=2)
+        return updates, RssState(sum_of_squares=s)
+
+
+def adagrad(
+    learning_rate: Any = 1e-2,
+    lr_decay: Any = 0.0,
+    weight_decay: Any = 0.0,
+    initial_accumulator_value: Any = 0.0,
+    eps: Any = 1e-10,
+    eps_in_sqrt: bool = False,
+    weight_decay_mask: Any = None,
+):
+    """Adagrad, exactly torch.optim.Adagrad.
+
+    g = grad + wd p;  s <- s + g^2;  p <- p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps).
+    = chain(add_decayed_weights(wd), scale_by_rss(s_0, eps, eps_in_sqrt),
+            scale_by_learning_rate(inverse_time_decay(lr, lr_decay))).
+    ``lr_decay`` is torch's; it cannot be combined with a learning-rate schedule.
+    """
+    check_hparam("adagrad", "lr_decay", lr_decay, low=0)
+    if is_active(lr_decay):
+        if callable(learning_rate):
+            raise ValueError("adagrad: give either a learning_rate schedule or lr_decay, not both")
+        learning_rate = inverse_time_decay(learning_rate, lr_decay)
+    return named_chain(
+        "adagrad",
+        maybe_weight_decay(weight_decay, weight_decay_mask),
+        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt),
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,63 @@
+"""Clipping: by value, and by the global norm of the whole update tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from .base import EmptyState, GradientTransformation, check_hparam, compute_dtype, map_updates
+from .scaling import scale_updates
+from .tree import global_norm
+
+__all__ = ["clip", "clip_by_global_norm"]
+
+
+class clip(GradientTransformation):  # noqa: N801
+    """Clips every element to [-max_delta, max_delta]: u <- clip(u, -d, d).
+
+    torch ``nn.utils.clip_grad_value_``. Complex elements are clipped in magnitude.
+    """
+
+    max_delta: Any
+
+    def __post_init__(self):
+        check_hparam("clip", "max_delta", self.max_delta, low=0)
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra):
+        def f(u):
+            g = u.astype(compute_dtype(u))
+            d = jnp.asarray(self.max_delta).astype(jnp.finfo(g.dtype).dtype)
+            if jnp.iscomplexobj(g):
+                mag = jnp.abs(g)
+                g = jnp.where(mag > d, g * (d / jnp.where(mag > 0, mag, 1)), g)
+            else:
+                g = jnp.clip(g, -d, d)
+            return (g.astype(u.dtype),)
+
+        return map_updates(f, updates)[0], state
+
+
+class clip_by_global_norm(GradientTransformation):  # noqa: N801
+    """Rescales the whole tree when its global norm exceeds ``max_norm``.
+
+    n = sqrt(sum_i ||u_i||^2);  u <- u * max_norm / n  if n > max_norm, else u.
+    torch ``nn.utils.clip_grad_norm_`` up to its 1e-6 added to n (we add none, so a
+    clipped update has norm exactly max_norm up to rounding).
+    """
+
+    max_norm: Any
+
+    def __post_init__(self):
+        check_hparam("clip_by_global_norm", "max_norm", self.max_norm, low=0, low_open=True)
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra):
+        norm = global_norm(updates)
+        factor = jnp.where(norm > self.max_norm, self.max_norm / jnp.where(norm > 0, norm, 1), 1)
+        return scale_updates(updates, factor), state

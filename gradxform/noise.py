@@ -1,0 +1,60 @@
+"""Annealed Gaussian gradient noise (Neelakantan et al., 2015)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    check_hparam,
+    compute_dtype,
+    map_updates,
+    safe_increment,
+    scalar_dtype,
+    static_field,
+    zero_count,
+)
+
+__all__ = ["add_noise"]
+
+
+class AddNoiseState(NamedTuple):
+    count: jax.Array  # int32 scalar
+    key: jax.Array  # PRNG key, split once per update
+
+
+class add_noise(GradientTransformation):  # noqa: N801
+    """Adds annealed noise: u <- u + N(0, sigma_t^2), sigma_t^2 = eta / (1 + t)**gamma.
+
+    Complex leaves get circular complex noise with the same total variance.
+    Args: eta (> 0), gamma (>= 0, paper: 0.55), seed (static int).
+    """
+
+    eta: Any = 0.01
+    gamma: Any = 0.55
+    seed: int = static_field(default=0)
+
+    def __post_init__(self):
+        check_hparam("add_noise", "eta", self.eta, low=0, low_open=True)
+        check_hparam("add_noise", "gamma", self.gamma, low=0)
+
+    def init(self, params):
+        return AddNoiseState(count=zero_count(), key=jax.random.PRNGKey(self.seed))
+
+    def update(self, updates, state, params=None, **extra):
+        t = state.count.astype(scalar_dtype())
+        std = jnp.sqrt(self.eta / (1 + t) ** self.gamma)
+        n = len(jax.tree_util.tree_leaves(updates))
+        key, *keys = jax.random.split(state.key, n + 1)
+        it = iter(keys)
+
+        def f(u):
+            dt = compute_dtype(u)
+            z = jax.random.normal(next(it), u.shape, dt)
+            return ((u.astype(dt) + z * std.astype(dt)).astype(u.dtype),)
+
+        updates = map_updates(f, updates)[0]
+        return updates, AddNoiseState(count=safe_increment(state.count), key=key)

@@ -1,0 +1,113 @@
+"""RMSprop (Hinton, 2012 lecture 6e): divide by a running root mean square of gradients."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    abs2,
+    check_hparam,
+    compute_dtype,
+    is_active,
+    map_params,
+    map_updates,
+    named_chain,
+    scalar_like,
+    slot_dtype,
+    static_field,
+    new_slot,
+)
+from .scaling import scale_by_learning_rate
+from .sgd import scale_by_momentum
+from .weight_decay import maybe_weight_decay
+
+__all__ = ["scale_by_rms", "rmsprop"]
+
+
+class RmsState(NamedTuple):
+    nu: Any  # like params, real accumulator_dtype: running mean of |g|^2
+    mu: Any  # like params when centered, else None: running mean of g
+
+
+class scale_by_rms(GradientTransformation):  # noqa: N801
+    """Divides by the running RMS of the gradient, torch.optim.RMSprop semantics.
+
+    nu_t = decay nu + (1 - decay) |g|^2 (nu_0 = initial_scale);
+    centered (Graves, 2013): mu_t = decay mu + (1 - decay) g, var = nu_t - |mu_t|^2,
+    else var = nu_t;  u = g / (sqrt(var) + eps), or g / sqrt(var + eps) if ``eps_in_sqrt``.
+    Defaults follow torch: decay (torch ``alpha``) 0.99, eps 1e-8 outside the root.
+    """
+
+    decay: Any = 0.99
+    eps: Any = 1e-8
+    centered: bool = static_field(default=False)
+    eps_in_sqrt: bool = static_field(default=False)
+    initial_scale: Any = 0.0
+    accumulator_dtype: Any = static_field(default=None)
+
+    def __post_init__(self):
+        check_hparam("scale_by_rms", "decay", self.decay, low=0, high=1)
+        check_hparam("scale_by_rms", "eps", self.eps, low=0, low_open=True)
+        check_hparam("scale_by_rms", "initial_scale", self.initial_scale, low=0)
+
+    def init(self, params):
+        def nu(p):
+            dt = slot_dtype(p, self.accumulator_dtype, real=True)
+            return new_slot(p, dt, self.initial_scale)
+
+        mu = None
+        if self.centered:
+            mu = map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)),
+                            params)
+        return RmsState(nu=map_params(nu, params), mu=mu)
+
+    def update(self, updates, state, params=None, **extra):
+        mu_tree = state.mu if self.centered else state.nu
+
+        def f(u, nu, mu):
+            g = u.astype(compute_dtype(u))
+            real = jnp.finfo(g.dtype).dtype
+            d = scalar_like(self.decay, nu.astype(real))
+            nu = d * nu.astype(real) + (1 - d) * abs2(g)
+            var = nu
+            if self.centered:
+                mu = mu.astype(g.dtype)
+                mu = mu + scalar_like(1 - self.decay, g) * (g - mu)
+                var = nu - abs2(mu)
+            eps = scalar_like(self.eps, var)
+            denom = jnp.sqrt(var + eps) if self.eps_in_sqrt else jnp.sqrt(var) + eps
+            acc = slot_dtype(u, self.accumulator_dtype)
+            return (g / denom.astype(g.dtype)).astype(u.dtype), nu.astype(jnp.finfo(acc).dtype), mu.astype(acc)
+
+        updates, nu, mu = map_updates(f, updates, state.nu, mu_tree, n_out=3)
+        return updates, RmsState(nu=nu, mu=mu if self.centered else None)
+
+
+def rmsprop(
+    learning_rate: Any = 1e-2,
+    decay: Any = 0.99,
+    eps: Any = 1e-8,
+    momentum: Any = 0.0,
+    centered: bool = False,
+    eps_in_sqrt: bool = False,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = None,
+):
+    """RMSprop, exactly torch.optim.RMSprop (``decay`` is torch's ``alpha``).
+
+    g = grad + wd p;  nu <- decay nu + (1 - decay) g^2;  d = g / (sqrt(nu) + eps);
+    b <- momentum b + d (if momentum > 0);  p <- p - lr_t b.
+    = chain(add_decayed_weights(wd), scale_by_rms(decay, eps, centered, eps_in_sqrt),
+            scale_by_momentum(momentum), scale_by_learning_rate(lr)).
+    The learning rate sits outside the momentum buffer, as in torch.
+    """
+    return named_chain(
+        "rmsprop",
+        maybe_weight_decay(weight_decay, weight_decay_mask),
+        scale_by_rms(decay, eps, centered, eps_in_sqrt),
+        scale_by_momentum(momentum) if is_active(momentum) else None,
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,107 @@
+"""Stateless rescalings of the update: scale, learning rate, sign, centralization."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    EmptyState,
+    GradientTransformation,
+    check_hparam,
+    compute_dtype,
+    map_updates,
+    resolve,
+    safe_increment,
+    scalar_like,
+    static_field,
+    zero_count,
+)
+
+__all__ = ["scale", "scale_by_learning_rate", "scale_by_sign", "centralize", "scale_updates"]
+
+
+def scale_updates(updates: Any, factor: Any) -> Any:
+    """u * factor leaf-wise, computed in at least float32, returned in u's dtype."""
+
+    def f(u):
+        return ((u.astype(compute_dtype(u)) * scalar_like(factor, u)).astype(u.dtype),)
+
+    return map_updates(f, updates)[0]
+
+
+class scale(GradientTransformation):  # noqa: N801
+    """Multiplies updates by a constant: u <- step_size * u."""
+
+    step_size: Any
+
+    def __post_init__(self):
+        check_hparam("scale", "step_size", self.step_size)
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra):
+        return scale_updates(updates, self.step_size), state
+
+
+class ScaleByLearningRateState(NamedTuple):
+    count: jax.Array  # int32 scalar: updates applied so far (the schedule's input)
+
+
+class scale_by_learning_rate(GradientTransformation):  # noqa: N801
+    """Turns a direction into a descent step: u <- -lr(t) * u (``flip_sign=False``: +lr).
+
+    ``learning_rate`` is a number or a schedule ``t -> lr``, with t the number of updates
+    already applied (0 at the first update).
+    """
+
+    learning_rate: Any
+    flip_sign: bool = static_field(default=True)
+
+    def __post_init__(self):
+        check_hparam("scale_by_learning_rate", "learning_rate", self.learning_rate, low=0,
+                     schedule=True)
+
+    def init(self, params):
+        return ScaleByLearningRateState(count=zero_count())
+
+    def update(self, updates, state, params=None, **extra):
+        lr = resolve(self.learning_rate, state.count)
+        factor = -lr if self.flip_sign else lr
+        return scale_updates(updates, factor), ScaleByLearningRateState(
+            count=safe_increment(state.count)
+        )
+
+
+class scale_by_sign(GradientTransformation):  # noqa: N801
+    """u <- sign(u) (signSGD, Bernstein et al. 2018); u/|u| for complex u, 0 stays 0."""
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra):
+        return map_updates(lambda u: (jnp.sign(u),), updates)[0], state
+
+
+class centralize(GradientTransformation):  # noqa: N801
+    """Gradient centralization (Yong et al., 2020): removes the mean over all axes but 0.
+
+    u <- u - mean(u, axes 1..ndim-1) for leaves with ndim > 1; vectors and scalars pass
+    through unchanged.
+    """
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra):
+        def f(u):
+            if u.ndim <= 1:
+                return (u,)
+            g = u.astype(compute_dtype(u))
+            g = g - jnp.mean(g, axis=tuple(range(1, u.ndim)), keepdims=True)
+            return (g.astype(u.dtype),)
+
+        return map_updates(f, updates)[0], state

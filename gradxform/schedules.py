@@ -1,0 +1,374 @@
+"""Schedules: hyperparameter values as a function of the optimizer step count.
+
+A schedule is a frozen pytree dataclass with ``__call__(count) -> value``; its numbers
+are leaves, so a schedule inside a transform can be changed without recompiling. Any
+hyperparameter documented as schedulable (learning rate, weight decay, momentum) also
+accepts a plain Python callable ``count -> value`` (it is then static structure).
+
+``count`` is the number of updates already applied: 0 at the first update.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax.numpy as jnp
+
+from .base import Module, _concrete_number, check_hparam, scalar_dtype, static_field
+
+__all__ = [
+    "Schedule",
+    "constant_schedule",
+    "linear_schedule",
+    "polynomial_schedule",
+    "exponential_decay",
+    "inverse_time_decay",
+    "piecewise_constant_schedule",
+    "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule",
+    "one_cycle_schedule",
+    "sgdr_schedule",
+    "join_schedules",
+]
+
+
+class Schedule(Module):
+    """Base class: ``schedule(count)`` returns the value at step ``count``."""
+
+    def __call__(self, count: Any) -> Any:
+        raise NotImplementedError
+
+
+def _t(count: Any) -> Any:
+    return jnp.asarray(count).astype(scalar_dtype())
+
+
+def _check_steps(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
+    check_hparam(owner, name, value, low=0, low_open=not allow_zero)
+
+
+def _progress(count, begin, steps):
+    """Fraction of a transition done, clipped to [0, 1]."""
+    return jnp.clip((_t(count) - begin) / steps, 0.0, 1.0)
+
+
+class constant_schedule(Schedule):  # noqa: N801
+    """v(t) = value."""
+
+    value: Any
+
+    def __post_init__(self):
+        check_hparam("constant_schedule", "value", self.value)
+
+    def __call__(self, count):
+        return jnp.full([], self.value, scalar_dtype())
+
+
+class linear_schedule(Schedule):  # noqa: N801
+    """Linear interpolation: v(t) = v0 + (v1 - v0) * clip((t - begin) / steps, 0, 1).
+
+    Equals torch ``LinearLR`` up to its factor parametrisation.
+    """
+
+    init_value: Any
+    end_value: Any
+    transition_steps: Any
+    transition_begin: Any = 0
+
+    def __post_init__(self):
+        for n in ("init_value", "end_value"):
+            check_hparam("linear_schedule", n, getattr(self, n))
+        _check_steps("linear_schedule", "transition_steps", self.transition_steps)
+        _check_steps("linear_schedule", "transition_begin", self.transition_begin, allow_zero=True)
+
+    def __call__(self, count):
+        frac = _progress(count, self.transition_begin, self.transition_steps)
+        return self.init_value + (self.end_value - self.init_value) * frac
+
+
+class polynomial_schedule(Schedule):  # noqa: N801
+    """v(t) = (v0 - v1) * (1 - clip((t - begin) / steps, 0, 1))**power + v1.
+
+    Equals torch ``PolynomialLR`` with ``end_value=0``.
+    """
+
+    init_value: Any
+    end_value: Any
+    power: Any
+    transition_steps: Any
+    transition_begin: Any = 0
+
+    def __post_init__(self):
+        for n in ("init_value", "end_value"):
+            check_hparam("polynomial_schedule", n, getattr(self, n))
+        check_hparam("polynomial_schedule", "power", self.power, low=0, low_open=True)
+        _check_steps("polynomial_schedule", "transition_steps", self.transition_steps)
+        _check_steps("polynomial_schedule", "transition_begin", self.transition_begin,
+                     allow_zero=True)
+
+    def __call__(self, count):
+        frac = _progress(count, self.transition_begin, self.transition_steps)
+        return (self.init_value - self.end_value) * (1 - frac) ** self.power + self.end_value
+
+
+class exponential_decay(Schedule):  # noqa: N801
+    """v(t) = v0 * rate**p, p = (t - begin) / steps (floored if ``staircase``), p >= 0.
+
+    ``end_value`` bounds the result (a floor when decaying, a ceiling when growing).
+    ``staircase=True`` with ``transition_steps=k`` is torch ``StepLR(step_size=k, gamma)``;
+    ``transition_steps=1`` is ``ExponentialLR(gamma)``.
+    """
+
+    init_value: Any
+    decay_rate: Any
+    transition_steps: Any = 1
+    transition_begin: Any = 0
+    staircase: bool = static_field(default=False)
+    end_value: Any = None
+
+    def __post_init__(self):
+        check_hparam("exponential_decay", "init_value", self.init_value)
+        check_hparam("exponential_decay", "decay_rate", self.decay_rate, low=0, low_open=True)
+        _check_steps("exponential_decay", "transition_steps", self.transition_steps)
+        _check_steps("exponential_decay", "transition_begin", self.transition_begin,
+                     allow_zero=True)
+        if self.end_value is not None:
+            check_hparam("exponential_decay", "end_value", self.end_value)
+
+    def __call__(self, count):
+        p = jnp.maximum(_t(count) - self.transition_begin, 0.0) / self.transition_steps
+        if self.staircase:
+            p = jnp.floor(p)
+        v = self.init_value * jnp.asarray(self.decay_rate, scalar_dtype()) ** p
+        if self.end_value is not None:
+            v = jnp.where(self.decay_rate < 1, jnp.maximum(v, self.end_value),
+                          jnp.minimum(v, self.end_value))
+        return v
+
+
+class inverse_time_decay(Schedule):  # noqa: N801
+    """v(t) = v0 / (1 + rate * t / steps) (t/steps floored if ``staircase``).
+
+    With ``transition_steps=1`` this is torch ``Adagrad``'s ``lr_decay``:
+    lr / (1 + (step - 1) * lr_decay).
+    """
+
+    init_value: Any
+    decay_rate: Any
+    transition_steps: Any = 1
+    staircase: bool = static_field(default=False)
+
+    def __post_init__(self):
+        check_hparam("inverse_time_decay", "init_value", self.init_value)
+        check_hparam("inverse_time_decay", "decay_rate", self.decay_rate, low=0)
+        _check_steps("inverse_time_decay", "transition_steps", self.transition_steps)
+
+    def __call__(self, count):
+        p = _t(count) / self.transition_steps
+        if self.staircase:
+            p = jnp.floor(p)
+        return self.init_value / (1 + self.decay_rate * p)
+
+
+class piecewise_constant_schedule(Schedule):  # noqa: N801
+    """Step decay: v(t) = values[i], i = number of boundaries b with t >= b.
+
+    ``len(values) == len(boundaries) + 1``, boundaries strictly increasing. Equals torch
+    ``MultiStepLR(milestones=boundaries)`` with values v0 * gamma**i.
+    """
+
+    boundaries: tuple = static_field()
+    values: tuple
+
+    def __post_init__(self):
+        b, v = tuple(self.boundaries), tuple(self.values)
+        object.__setattr__(self, "boundaries", b)
+        object.__setattr__(self, "values", v)
+        if len(v) != len(b) + 1:
+            raise ValueError(
+                f"piecewise_constant_schedule: need len(values) == len(boundaries) + 1, got "
+                f"{len(v)} values for {len(b)} boundaries"
+            )
+        if any(int(x) != x or x < 0 for x in b) or any(x >= y for x, y in zip(b, b[1:])):
+            raise ValueError(
+                "piecewise_constant_schedule: boundaries must be strictly increasing "
+                f"non-negative integers, got {b}"
+            )
+        for i, x in enumerate(v):
+            check_hparam("piecewise_constant_schedule", f"values[{i}]", x)
+
+    def __call__(self, count):
+        t = jnp.asarray(count)
+        idx = sum((t >= b).astype(jnp.int32) for b in self.boundaries)
+        return jnp.stack([jnp.asarray(x, scalar_dtype()) for x in self.values])[idx]
+
+
+def _cos_anneal(start, end, frac):
+    return end + (start - end) * 0.5 * (1 + jnp.cos(math.pi * frac))
+
+
+class cosine_decay_schedule(Schedule):  # noqa: N801
+    """v(t) = v0 * ((1 - alpha) * c(t)**exponent + alpha), c = (1 + cos(pi min(t, T)/T)) / 2.
+
+    Loshchilov & Hutter (2017) without restarts; torch ``CosineAnnealingLR(T_max=T,
+    eta_min=alpha*v0)`` when ``exponent=1``.
+    """
+
+    init_value: Any
+    decay_steps: Any
+    alpha: Any = 0.0
+    exponent: Any = 1.0
+
+    def __post_init__(self):
+        check_hparam("cosine_decay_schedule", "init_value", self.init_value)
+        _check_steps("cosine_decay_schedule", "decay_steps", self.decay_steps)
+        check_hparam("cosine_decay_schedule", "alpha", self.alpha, low=0, high=1)
+        check_hparam("cosine_decay_schedule", "exponent", self.exponent, low=0, low_open=True)
+
+    def __call__(self, count):
+        frac = _progress(count, 0, self.decay_steps)
+        c = 0.5 * (1 + jnp.cos(math.pi * frac))
+        return self.init_value * ((1 - self.alpha) * c**self.exponent + self.alpha)
+
+
+class warmup_cosine_decay_schedule(Schedule):  # noqa: N801
+    """Linear warmup v0 -> peak over ``warmup_steps``, then cosine peak -> end.
+
+    v(t) = v0 + (peak - v0) t / W for t < W; else end + (peak - end)(1 + cos(pi f))/2 with
+    f = min(t - W, T - W) / (T - W), T = ``decay_steps`` (total length, warmup included).
+    """
+
+    init_value: Any
+    peak_value: Any
+    warmup_steps: Any
+    decay_steps: Any
+    end_value: Any = 0.0
+
+    def __post_init__(self):
+        o = "warmup_cosine_decay_schedule"
+        for n in ("init_value", "peak_value", "end_value"):
+            check_hparam(o, n, getattr(self, n))
+        _check_steps(o, "warmup_steps", self.warmup_steps, allow_zero=True)
+        _check_steps(o, "decay_steps", self.decay_steps)
+        w, d = _concrete_number(self.warmup_steps), _concrete_number(self.decay_steps)
+        if w is not None and d is not None and w >= d:
+            raise ValueError(
+                f"{o}: warmup_steps ({self.warmup_steps}) must be < decay_steps "
+                f"({self.decay_steps}), the total length"
+            )
+
+    def __call__(self, count):
+        t = _t(count)
+        w = self.warmup_steps
+        warm = self.init_value + (self.peak_value - self.init_value) * t / jnp.maximum(w, 1)
+        frac = jnp.clip((t - w) / (self.decay_steps - w), 0.0, 1.0)
+        return jnp.where(t < w, warm, _cos_anneal(self.peak_value, self.end_value, frac))
+
+
+class one_cycle_schedule(Schedule):  # noqa: N801
+    """Smith & Topin (2018) one-cycle policy with cosine annealing.
+
+    Starts at peak/div_factor, cosine-anneals up to ``peak_value`` at step pct_start*T,
+    then down to peak/(div_factor*final_div_factor) at step T (and stays there). The
+    shape of torch ``OneCycleLR(anneal_strategy="cos", three_phase=False)``, whose phase
+    boundaries sit one step earlier (pct_start*T - 1 and T - 1).
+    """
+
+    transition_steps: Any
+    peak_value: Any
+    pct_start: Any = 0.3
+    div_factor: Any = 25.0
+    final_div_factor: Any = 1e4
+
+    def __post_init__(self):
+        o = "one_cycle_schedule"
+        _check_steps(o, "transition_steps", self.transition_steps)
+        check_hparam(o, "peak_value", self.peak_value)
+        check_hparam(o, "pct_start", self.pct_start, low=0, high=1, low_open=True,
+                     high_open=True)
+        check_hparam(o, "div_factor", self.div_factor, low=0, low_open=True)
+        check_hparam(o, "final_div_factor", self.final_div_factor, low=0, low_open=True)
+
+    def __call__(self, count):
+        t = _t(count)
+        start = self.peak_value / self.div_factor
+        final = start / self.final_div_factor
+        t1 = self.pct_start * self.transition_steps
+        up = _cos_anneal(start, self.peak_value, jnp.clip(t / t1, 0.0, 1.0))
+        down_frac = jnp.clip((t - t1) / (self.transition_steps - t1), 0.0, 1.0)
+        down = _cos_anneal(self.peak_value, final, down_frac)
+        return jnp.where(t < t1, up, down)
+
+
+class sgdr_schedule(Schedule):  # noqa: N801
+    """Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017).
+
+    Period i has length T_i = period * period_mult**i; within it
+    v = end + (v0 - end)(1 + cos(pi t_cur / T_i)) / 2. Equals torch
+    ``CosineAnnealingWarmRestarts(T_0=period, T_mult=period_mult, eta_min=end_value)``.
+    """
+
+    init_value: Any
+    period: Any
+    period_mult: int = static_field(default=1)
+    end_value: Any = 0.0
+
+    def __post_init__(self):
+        check_hparam("sgdr_schedule", "init_value", self.init_value)
+        check_hparam("sgdr_schedule", "end_value", self.end_value)
+        _check_steps("sgdr_schedule", "period", self.period)
+        if not (isinstance(self.period_mult, int) and self.period_mult >= 1):
+            raise ValueError(
+                f"sgdr_schedule: period_mult must be an integer >= 1, got {self.period_mult!r}"
+            )
+
+    def __call__(self, count):
+        t = _t(count)
+        m = self.period_mult
+        if m == 1:
+            n = jnp.floor(t / self.period)
+        else:
+            n = jnp.floor(jnp.log1p(t / self.period * (m - 1)) / math.log(m))
+            # log can land a hair on either side of an exact restart: fix n by the bounds.
+            start = self.period * (m**n - 1) / (m - 1)
+            n = jnp.where(t < start, n - 1, n)
+            n = jnp.where(t >= start + self.period * m**n, n + 1, n)
+        start = self.period * n if m == 1 else self.period * (m**n - 1) / (m - 1)
+        length = self.period * (1.0 if m == 1 else m**n)
+        return _cos_anneal(self.init_value, self.end_value, (t - start) / length)
+
+
+class join_schedules(Schedule):  # noqa: N801
+    """Runs ``schedules[i]`` from ``boundaries[i-1]`` on, each seeing t - boundaries[i-1].
+
+    ``len(schedules) == len(boundaries) + 1``; torch ``SequentialLR``.
+    """
+
+    schedules: tuple
+    boundaries: tuple = static_field()
+
+    def __post_init__(self):
+        s, b = tuple(self.schedules), tuple(self.boundaries)
+        object.__setattr__(self, "schedules", s)
+        object.__setattr__(self, "boundaries", b)
+        if len(s) != len(b) + 1:
+            raise ValueError(
+                f"join_schedules: need len(schedules) == len(boundaries) + 1, got {len(s)} "
+                f"schedules for {len(b)} boundaries"
+            )
+        if any(int(x) != x or x < 0 for x in b) or any(x >= y for x, y in zip(b, b[1:])):
+            raise ValueError(
+                f"join_schedules: boundaries must be strictly increasing non-negative "
+                f"integers, got {b}"
+            )
+        for i, f in enumerate(s):
+            if not callable(f):
+                raise TypeError(f"join_schedules: schedules[{i}] is not callable: {f!r}")
+
+    def __call__(self, count):
+        t = jnp.asarray(count)
+        starts = (0, *self.boundaries)
+        values = [jnp.asarray(f(t - b), scalar_dtype()) for f, b in zip(self.schedules, starts)]
+        idx = sum((t >= b).astype(jnp.int32) for b in self.boundaries)
+        return jnp.stack(values)[idx]

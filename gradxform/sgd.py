@@ -1,0 +1,214 @@
+"""Gradient descent and momentum: ``scale_by_momentum``, ``ema`` and the SGD family.
+
+Two momentum forms, one primitive. ``scale_by_momentum`` keeps a velocity
+v <- mu v + (1 - dampening) u of whatever it receives, so its position in a chain
+decides the form:
+
+- PyTorch form, ``chain(scale_by_momentum(mu), scale_by_learning_rate(lr))``:
+  v_t = mu v_{t-1} + g_t,  p_{t+1} = p_t - lr_t v_t  (torch.optim.SGD; used by ``sgd``).
+- Heavy-ball form, ``chain(scale_by_learning_rate(lr), scale_by_momentum(mu))``:
+  v_t = mu v_{t-1} - lr_t g_t,  p_{t+1} = p_t + v_t, i.e. the course's
+  W <- W - a dJ/dW + b dW (Polyak 1964; used by ``heavy_ball``).
+
+With a constant learning rate both give the same trajectory. They differ when the
+learning rate changes: the PyTorch form rescales the whole accumulated velocity by the
+current lr, the heavy-ball form keeps each past step at the lr it was taken with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    check_hparam,
+    compute_dtype,
+    is_active,
+    map_params,
+    map_updates,
+    named_chain,
+    resolve,
+    safe_increment,
+    scalar_dtype,
+    scalar_like,
+    slot_dtype,
+    static_field,
+    zero_count,
+    new_slot,
+)
+from .scaling import scale_by_learning_rate
+from .weight_decay import maybe_weight_decay
+
+__all__ = ["scale_by_momentum", "ema", "sgd", "momentum", "nesterov", "heavy_ball"]
+
+
+class MomentumState(NamedTuple):
+    count: jax.Array  # int32 scalar: updates so far
+    velocity: Any  # like params, accumulator_dtype (default: at least float32)
+
+
+class scale_by_momentum(GradientTransformation):  # noqa: N801
+    """Momentum buffer, torch.optim.SGD semantics.
+
+    v_1 = u_1;  v_t = mu v_{t-1} + (1 - dampening) u_t;
+    output v_t, or u_t + mu v_t with ``nesterov=True`` (Sutskever et al., 2013 as in torch).
+    The first step takes u undamped, as torch does.
+
+    Args:
+      momentum: mu in [0, 1), number or schedule (default 0.9).
+      dampening: in [0, 1] (default 0, torch's default).
+      nesterov: Nesterov momentum; needs dampening == 0 (as torch).
+      accumulator_dtype: storage dtype of v (default: parameter dtype, at least float32).
+    """
+
+    momentum: Any = 0.9
+    dampening: Any = 0.0
+    nesterov: bool = static_field(default=False)
+    accumulator_dtype: Any = static_field(default=None)
+
+    def __post_init__(self):
+        o = "scale_by_momentum"
+        check_hparam(o, "momentum", self.momentum, low=0, high=1, high_open=True, schedule=True)
+        check_hparam(o, "dampening", self.dampening, low=0, high=1)
+        if self.nesterov and is_active(self.dampening):
+            raise ValueError(f"{o}: nesterov=True requires dampening=0, got {self.dampening!r}")
+
+    def init(self, params):
+        return MomentumState(
+            count=zero_count(),
+            velocity=map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)),
+                                params),
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        mu = resolve(self.momentum, state.count)
+        # torch seeds the buffer with the raw first gradient: no dampening on step one.
+        damp = jnp.where(state.count == 0, 0.0, jnp.asarray(self.dampening, scalar_dtype()))
+
+        def f(u, v):
+            g = u.astype(compute_dtype(u))
+            m = scalar_like(mu, g)
+            v = m * v.astype(g.dtype) + (1 - scalar_like(damp, g)) * g
+            out = g + m * v if self.nesterov else v
+            return out.astype(u.dtype), v.astype(slot_dtype(u, self.accumulator_dtype))
+
+        updates, velocity = map_updates(f, updates, state.velocity, n_out=2)
+        return updates, MomentumState(count=safe_increment(state.count), velocity=velocity)
+
+
+class EmaState(NamedTuple):
+    count: jax.Array  # int32 scalar
+    ema: Any  # like params, accumulator_dtype
+
+
+class ema(GradientTransformation):  # noqa: N801
+    """Exponential moving average of updates.
+
+    e_t = decay e_{t-1} + (1 - decay) u_t,  e_0 = 0; output e_t / (1 - decay^t) when
+    ``debias`` (Adam's first-moment correction), else e_t.
+    """
+
+    decay: Any = 0.9
+    debias: bool = static_field(default=True)
+    accumulator_dtype: Any = static_field(default=None)
+
+    def __post_init__(self):
+        check_hparam("ema", "decay", self.decay, low=0, high=1, high_open=True)
+
+    def init(self, params):
+        return EmaState(
+            count=zero_count(),
+            ema=map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)),
+                           params),
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        count = safe_increment(state.count)
+        t = count.astype(scalar_dtype())
+        corr = 1 / (1 - jnp.asarray(self.decay, scalar_dtype()) ** t) if self.debias else 1.0
+
+        def f(u, e):
+            g = u.astype(compute_dtype(u))
+            d = scalar_like(self.decay, g)
+            e = d * e.astype(g.dtype) + (1 - d) * g
+            return (e * scalar_like(corr, g)).astype(u.dtype), e.astype(
+                slot_dtype(u, self.accumulator_dtype))
+
+        updates, e = map_updates(f, updates, state.ema, n_out=2)
+        return updates, EmaState(count=count, ema=e)
+
+
+def sgd(
+    learning_rate: Any = 1e-3,
+    momentum: Any = 0.0,
+    dampening: Any = 0.0,
+    nesterov: bool = False,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = None,
+):
+    """Stochastic gradient descent, exactly torch.optim.SGD.
+
+    g_t = grad + wd p;  v_t = mu v_{t-1} + (1 - dampening) g_t (v_1 = g_1);
+    d_t = g_t + mu v_t if nesterov else v_t (or g_t if mu = 0);  p <- p - lr_t d_t.
+
+    = chain(add_decayed_weights(wd), scale_by_momentum(mu, dampening, nesterov),
+            scale_by_learning_rate(lr)); terms with a zero coefficient are left out.
+    Fed full-batch gradients this is plain gradient descent. ``learning_rate``,
+    ``momentum`` and ``weight_decay`` accept schedules.
+    """
+    if nesterov and not is_active(momentum):
+        raise ValueError("sgd: nesterov=True requires momentum > 0 (as torch.optim.SGD)")
+    return named_chain(
+        "sgd",
+        maybe_weight_decay(weight_decay, weight_decay_mask),
+        scale_by_momentum(momentum, dampening, nesterov) if is_active(momentum) else None,
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def momentum(
+    learning_rate: Any = 1e-3,
+    momentum: Any = 0.9,
+    dampening: Any = 0.0,
+    nesterov: bool = False,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = None,
+):
+    """SGD with momentum (PyTorch form), default mu = 0.9: ``sgd(..., momentum=0.9)``.
+
+    v_t = mu v_{t-1} + g_t,  p <- p - lr_t v_t.
+    """
+    if not is_active(momentum):
+        raise ValueError("momentum: momentum must be > 0; use gx.sgd for plain SGD")
+    tx = sgd(learning_rate, momentum, dampening, nesterov, weight_decay, weight_decay_mask)
+    return named_chain("momentum", *tx.transforms)
+
+
+def nesterov(
+    learning_rate: Any = 1e-3,
+    momentum: Any = 0.9,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = None,
+):
+    """SGD with Nesterov momentum, torch ``SGD(nesterov=True)``.
+
+    v_t = mu v_{t-1} + g_t,  p <- p - lr_t (g_t + mu v_t).
+    """
+    tx = sgd(learning_rate, momentum, 0.0, True, weight_decay, weight_decay_mask)
+    return named_chain("nesterov", *tx.transforms)
+
+
+def heavy_ball(learning_rate: Any = 1e-3, momentum: Any = 0.9):
+    """Polyak's heavy ball, the course's form (seed 003): W <- W - a dJ/dW + b dW.
+
+    v_t = b v_{t-1} - a_t g_t,  p_{t+1} = p_t + v_t (dW is the previous step).
+    = chain(scale_by_learning_rate(a), scale_by_momentum(b)). Same trajectory as
+    ``momentum`` for a constant learning rate; see the module docstring for the
+    difference under a schedule.
+    """
+    return named_chain(
+        "heavy_ball", scale_by_learning_rate(learning_rate), scale_by_momentum(momentum)
+    )

@@ -1,0 +1,99 @@
+"""Tree helpers used around optimizers: norms, arithmetic and inner products on pytrees.
+
+``None`` leaves are skipped everywhere, as in the transforms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .base import _is_none, check_tree_structure, compute_dtype, wider_dtype
+
+PyTree = Any
+
+__all__ = [
+    "global_norm",
+    "tree_add",
+    "tree_sub",
+    "tree_scale",
+    "tree_vdot",
+    "tree_zeros_like",
+    "tree_sum",
+    "check_tree_structure",
+]
+
+
+def _leaves(tree: PyTree) -> list:
+    return [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "dtype")]
+
+
+def global_norm(tree: PyTree) -> jax.Array:
+    """sqrt(sum over leaves of sum |x|^2), accumulated in at least float32.
+
+    Complex leaves contribute |x|^2 = x * conj(x). Returns 0 for a tree without arrays.
+    """
+    leaves = _leaves(tree)
+    if not leaves:
+        return jnp.zeros([], jnp.float32)
+    dt = wider_dtype(*[jnp.finfo(compute_dtype(x)).dtype for x in leaves])
+    total = sum(
+        jnp.sum(jnp.abs(x.astype(compute_dtype(x))) ** 2).astype(dt) for x in leaves
+    )
+    return jnp.sqrt(total)
+
+
+def _map2(fn, a: PyTree, b: PyTree, names: tuple[str, str]) -> PyTree:
+    check_tree_structure(a, b, names=names)
+    return jax.tree_util.tree_map(
+        lambda x, y: None if x is None else fn(x, y), a, b, is_leaf=_is_none
+    )
+
+
+def tree_add(a: PyTree, b: PyTree) -> PyTree:
+    """Leaf-wise a + b (trees must have the same structure)."""
+    return _map2(jnp.add, a, b, ("a", "b"))
+
+
+def tree_sub(a: PyTree, b: PyTree) -> PyTree:
+    """Leaf-wise a - b (trees must have the same structure)."""
+    return _map2(jnp.subtract, a, b, ("a", "b"))
+
+
+def tree_scale(scalar: Any, tree: PyTree) -> PyTree:
+    """Leaf-wise scalar * x, keeping each leaf's dtype."""
+    return jax.tree_util.tree_map(
+        lambda x: (jnp.asarray(scalar).astype(x.dtype) * x), tree
+    )
+
+
+def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
+    """sum over leaves of vdot(a, b) (conjugating a), accumulated in at least float32."""
+    check_tree_structure(a, b, names=("a", "b"))
+    pairs = [
+        (x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    ]
+    if not pairs:
+        return jnp.zeros([], jnp.float32)
+    terms = []
+    for x, y in pairs:
+        dt = wider_dtype(compute_dtype(x), compute_dtype(y))
+        terms.append(jnp.vdot(x.astype(dt), y.astype(dt)))
+    dt = wider_dtype(*[t.dtype for t in terms])
+    return sum(t.astype(dt) for t in terms)
+
+
+def tree_sum(tree: PyTree) -> jax.Array:
+    """Sum of every element of every leaf, in at least float32."""
+    leaves = _leaves(tree)
+    if not leaves:
+        return jnp.zeros([], jnp.float32)
+    dt = wider_dtype(*[compute_dtype(x) for x in leaves])
+    return sum(jnp.sum(x.astype(dt)) for x in leaves)
+
+
+def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
+    """Zeros shaped like each leaf (``dtype`` overrides the leaf dtype)."""
+    return jax.tree_util.tree_map(lambda x: jnp.zeros(jnp.shape(x), dtype or x.dtype), tree)

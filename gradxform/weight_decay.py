@@ -1,0 +1,195 @@
+"""Regularization terms added to the update: L2 weight decay and L1 (two forms)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    EmptyState,
+    GradientTransformation,
+    _is_none,
+    check_hparam,
+    check_params,
+    check_tree_structure,
+    compute_dtype,
+    is_active,
+    map_updates,
+    resolve,
+    safe_increment,
+    scalar_like,
+    static_field,
+    zero_count,
+)
+
+__all__ = ["add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
+
+
+class FrozenTree:
+    """A pytree of Python values held as static structure: hashable, compared by value."""
+
+    def __init__(self, tree: Any):
+        self.tree = tree
+        leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_is_none)
+        self._key = (treedef, tuple(leaves))
+
+    def __eq__(self, other):
+        return isinstance(other, FrozenTree) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        return repr(self.tree)
+
+
+def _freeze_mask(owner: str, mask: Any) -> Any:
+    if mask is None or callable(mask):
+        return mask
+    for path, leaf in jax.tree_util.tree_flatten_with_path(mask, is_leaf=_is_none)[0]:
+        if leaf is not None and not isinstance(leaf, bool):
+            raise TypeError(
+                f"{owner}: mask leaves must be Python bools (or None), got {leaf!r} at "
+                f"{jax.tree_util.keystr(path)}; pass a callable params -> mask for masks "
+                "computed from arrays"
+            )
+    return FrozenTree(mask)
+
+
+def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
+    """The mask as a tree shaped like params (True: apply the term to that leaf)."""
+    if mask is None:
+        return jax.tree_util.tree_map(lambda _: True, params)
+    tree = mask(params) if callable(mask) else mask.tree
+    check_tree_structure(params, tree, names=("params", f"{owner} mask"))
+    return tree
+
+
+def _need_params(owner: str, params: Any) -> None:
+    if params is None:
+        raise ValueError(
+            f"{owner} needs the current parameters: call tx.update(grads, state, params)"
+        )
+
+
+class WeightDecayState(NamedTuple):
+    count: jax.Array  # int32 scalar: the schedule's input
+
+
+class add_decayed_weights(GradientTransformation):  # noqa: N801
+    """Adds the L2 / weight-decay term: u <- u + wd(t) * p, on masked leaves only.
+
+    Before an adaptive scaling (``chain(add_decayed_weights(wd), scale_by_adam(), ...)``)
+    this is coupled L2 regularization, torch ``Adam(weight_decay=wd)``; after it, it is
+    decoupled weight decay (Loshchilov & Hutter, 2019), torch ``AdamW``.
+
+    Args:
+      weight_decay: number or schedule, >= 0.
+      mask: None (all leaves), a tree of Python bools shaped like params, or a callable
+        ``params -> such a tree``. Unmasked leaves pass through unchanged.
+    """
+
+    weight_decay: Any = 0.0
+    mask: Any = static_field(default=None)
+
+    def __post_init__(self):
+        check_hparam("add_decayed_weights", "weight_decay", self.weight_decay, low=0,
+                     schedule=True)
+        object.__setattr__(self, "mask", _freeze_mask("add_decayed_weights", self.mask))
+
+    def init(self, params):
+        return WeightDecayState(count=zero_count())
+
+    def update(self, updates, state, params=None, **extra):
+        _need_params("add_decayed_weights", params)
+        check_params(updates, params)
+        wd = resolve(self.weight_decay, state.count)
+        mask = _mask_tree("add_decayed_weights", self.mask, params)
+
+        def f(u, p, m):
+            if not m:
+                return u, p, m
+            g = u.astype(compute_dtype(u)) + scalar_like(wd, u) * p.astype(compute_dtype(u))
+            return g.astype(u.dtype), p, m
+
+        updates = map_updates(f, updates, params, mask, n_out=3)[0]
+        return updates, WeightDecayState(count=safe_increment(state.count))
+
+
+class add_l1_subgradient(GradientTransformation):  # noqa: N801
+    """Adds the L1 subgradient: u <- u + strength * sign(p) (sign(0) = 0).
+
+    Gradient-descent on ||p||_1 oscillates around zero instead of reaching it; use
+    ``proximal_l1`` for exact zeros.
+    """
+
+    strength: Any
+
+    def __post_init__(self):
+        check_hparam("add_l1_subgradient", "strength", self.strength, low=0)
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra):
+        _need_params("add_l1_subgradient", params)
+        check_params(updates, params)
+
+        def f(u, p):
+            g = u.astype(compute_dtype(u))
+            g = g + scalar_like(self.strength, u) * jnp.sign(p.astype(g.dtype))
+            return g.astype(u.dtype), p
+
+        return map_updates(f, updates, params, n_out=2)[0], state
+
+
+class proximal_l1(GradientTransformation):  # noqa: N801
+    """Proximal L1 step (ISTA soft-thresholding), placed *last* in a chain.
+
+    With z = p + u (the plain gradient step), the new parameter is
+    prox(z) = sign(z) * max(|z| - lr(t) * strength, 0)  (for complex z: z/|z| * ...),
+    so the emitted update is prox(z) - p. Small weights become exactly 0.
+
+    Args:
+      strength: the L1 coefficient lambda in f(p) + lambda ||p||_1.
+      learning_rate: the step size used by the preceding chain (number or schedule).
+    """
+
+    strength: Any
+    learning_rate: Any
+
+    def __post_init__(self):
+        check_hparam("proximal_l1", "strength", self.strength, low=0)
+        check_hparam("proximal_l1", "learning_rate", self.learning_rate, low=0,
+                     schedule=True)
+
+    def init(self, params):
+        return WeightDecayState(count=zero_count())
+
+    def update(self, updates, state, params=None, **extra):
+        _need_params("proximal_l1", params)
+        check_params(updates, params)
+        thresh = resolve(self.learning_rate, state.count) * self.strength
+
+        def f(u, p):
+            dt = compute_dtype(u)
+            pc = p.astype(dt)
+            z = pc + u.astype(dt)
+            mag = jnp.abs(z)
+            shrink = jnp.maximum(mag - scalar_like(thresh, mag), 0)
+            safe = jnp.where(mag > 0, mag, 1)
+            new = z * (shrink / safe).astype(dt)
+            return (new - pc).astype(u.dtype), p
+
+        return map_updates(f, updates, params, n_out=2)[0], WeightDecayState(
+            count=safe_increment(state.count)
+        )
+
+
+def maybe_weight_decay(weight_decay: Any, mask: Any = None) -> add_decayed_weights | None:
+    """``add_decayed_weights`` for a nonzero (or scheduled) decay, else None."""
+    if mask is not None and not is_active(weight_decay):
+        raise ValueError("weight_decay_mask was given but weight_decay is 0")
+    return add_decayed_weights(weight_decay, mask) if is_active(weight_decay) else None

@@ -1,0 +1,206 @@
+"""Record reference parameter trajectories from ``torch.optim`` (float64).
+
+Run from the repository root, in an environment that has ``torch==2.13.0`` and
+``numpy`` installed (torch is NOT a dependency of gradxform; use a separate
+virtual environment)::
+
+    python tests/reference/record_torch.py
+
+It writes ONE file, ``tests/reference/torch_trajectories.json`` (next to this
+script), which ``tests/test_torch_parity.py`` reads without importing torch.
+
+Test problem (everything float64, deterministic: fixed numpy seed):
+
+* params are a dict of two leaves ``{"w": shape (3, 2), "b": shape (4,)}``;
+* ``x = concatenate([w.ravel(), b])`` (length 10, ``w`` in C order);
+* ``f(x) = 0.5 x^T A x - c^T x + 0.25 lam sum(x**4)`` with ``A`` a fixed SPD
+  10x10 matrix (eigenvalues spread over [0.5, 10]), ``c`` a fixed vector and
+  ``lam = 0.1``, so ``grad f(x) = A x - c + lam x**3``;
+* the gradient is evaluated in closed form (and checked against autograd).
+
+For every case the torch optimizer (single-tensor implementation,
+``foreach=False``) runs ``NUM_STEPS`` steps and the params after each step in
+``RECORD_STEPS`` are stored. The JSON contains the torch version, the problem
+data (``A``, ``c``, ``lam``, ``x0`` as the two leaves), the recorded steps and
+the cases, each with explicit kwargs for both torch and gradxform.
+JSON floats are written with ``repr`` (shortest round-trip form), i.e. exactly.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+NUM_STEPS = 50
+RECORD_STEPS = [1, 2, 3, 5, 10, 20, 30, 40, 50]
+SEED = 20240611
+LAM = 0.1
+SHAPES = {"w": (3, 2), "b": (4,)}
+OUT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_trajectories.json")
+
+
+def _case(name, torch_opt, gx_opt, **torch_kwargs):
+    return {"name": name, "torch_optimizer": torch_opt, "gx_optimizer": gx_opt, "torch_kwargs": torch_kwargs}
+
+
+B = [0.9, 0.999]
+# Every hyperparameter is given explicitly (so neither library's defaults matter).
+CASES = [
+    # --- SGD
+    _case("sgd_plain", "SGD", "sgd", lr=0.05, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0),
+    _case("sgd_momentum", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.0),
+    _case("sgd_momentum_dampening", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.3, nesterov=False, weight_decay=0.0),
+    _case("sgd_nesterov", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.0, nesterov=True, weight_decay=0.0),
+    _case("sgd_momentum_wd", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.01),
+    # --- Adagrad
+    _case("adagrad_plain", "Adagrad", "adagrad", lr=0.1, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10),
+    _case("adagrad_decay_wd_init", "Adagrad", "adagrad", lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-10),
+    # --- Adadelta
+    _case("adadelta_default", "Adadelta", "adadelta", lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0),
+    _case("adadelta_rho_eps_wd", "Adadelta", "adadelta", lr=0.5, rho=0.95, eps=1e-5, weight_decay=0.01),
+    # --- RMSprop (torch alpha == gradxform decay)
+    _case("rmsprop_plain", "RMSprop", "rmsprop", lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0),
+    _case("rmsprop_centered", "RMSprop", "rmsprop", lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0, centered=True, weight_decay=0.0),
+    _case("rmsprop_momentum", "RMSprop", "rmsprop", lr=0.01, alpha=0.99, eps=1e-8, momentum=0.9, centered=False, weight_decay=0.0),
+    _case("rmsprop_centered_momentum_wd", "RMSprop", "rmsprop", lr=0.01, alpha=0.9, eps=1e-8, momentum=0.5, centered=True, weight_decay=0.01),
+    # --- Adam (coupled L2 weight decay)
+    _case("adam_plain", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.0),
+    _case("adam_amsgrad", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=True, weight_decay=0.0),
+    _case("adam_wd", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.01),
+    _case("adam_betas_eps", "Adam", "adam", lr=0.05, betas=[0.8, 0.99], eps=1e-6, amsgrad=False, weight_decay=0.0),
+    # --- AdamW (decoupled weight decay)
+    _case("adamw_wd", "AdamW", "adamw", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.1),
+    _case("adamw_amsgrad_wd", "AdamW", "adamw", lr=0.05, betas=B, eps=1e-8, amsgrad=True, weight_decay=0.05),
+    # --- RAdam (coupled weight decay; rho_t > 5 first at step 6 for b2 = 0.999)
+    _case("radam_plain", "RAdam", "radam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.0),
+    _case("radam_wd", "RAdam", "radam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.01),
+    # --- NAdam (coupled weight decay)
+    _case("nadam_plain", "NAdam", "nadam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.0, momentum_decay=4e-3),
+    _case("nadam_wd", "NAdam", "nadam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.01, momentum_decay=4e-3),
+    # --- Adamax
+    _case("adamax_plain", "Adamax", "adamax", lr=0.05, betas=B, eps=1e-8, weight_decay=0.0),
+    _case("adamax_wd", "Adamax", "adamax", lr=0.05, betas=B, eps=1e-8, weight_decay=0.01),
+]
+
+# torch-only kwargs that select the implementation / variant; not passed to gradxform.
+TORCH_EXTRA = {"foreach": False, "maximize": False}
+TORCH_EXTRA_BY_OPT = {"RAdam": {"decoupled_weight_decay": False}, "NAdam": {"decoupled_weight_decay": False}}
+
+
+def gradxform_kwargs(torch_kwargs):
+    """Translate torch hyperparameter names to gradxform names."""
+    out = {}
+    for k, v in torch_kwargs.items():
+        if k == "lr":
+            out["learning_rate"] = v
+        elif k == "betas":
+            out["b1"], out["b2"] = v
+        elif k == "alpha":
+            out["decay"] = v
+        else:
+            out[k] = v
+    return out
+
+
+def make_problem():
+    rng = np.random.default_rng(SEED)
+    n = sum(int(np.prod(s)) for s in SHAPES.values())
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    eigs = np.geomspace(0.5, 10.0, n)
+    a = (q * eigs) @ q.T
+    a = 0.5 * (a + a.T)  # exactly symmetric
+    assert np.all(np.linalg.eigvalsh(a) > 0)
+    c = rng.normal(size=n)
+    x0 = rng.normal(size=n)
+    leaves, off = {}, 0
+    for k, s in SHAPES.items():
+        size = int(np.prod(s))
+        leaves[k] = x0[off:off + size].reshape(s)
+        off += size
+    return a, c, leaves
+
+
+def closed_form_grads(a, c, lam, params):
+    x = torch.cat([params["w"].reshape(-1), params["b"].reshape(-1)])
+    g = a @ x - c + lam * x ** 3
+    return {"w": g[:6].reshape(SHAPES["w"]), "b": g[6:].reshape(SHAPES["b"])}
+
+
+def loss(a, c, lam, params):
+    x = torch.cat([params["w"].reshape(-1), params["b"].reshape(-1)])
+    return 0.5 * x @ (a @ x) - c @ x + 0.25 * lam * torch.sum(x ** 4)
+
+
+def run_case(case, a_np, c_np, x0_leaves):
+    a = torch.tensor(a_np)
+    c = torch.tensor(c_np)
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in x0_leaves.items()}
+    kwargs = dict(case["torch_kwargs"])
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    kwargs.update(TORCH_EXTRA)
+    kwargs.update(TORCH_EXTRA_BY_OPT.get(case["torch_optimizer"], {}))
+    opt = getattr(torch.optim, case["torch_optimizer"])([params["w"], params["b"]], **kwargs)
+    traj = {}
+    for step in range(1, NUM_STEPS + 1):
+        with torch.no_grad():
+            grads = closed_form_grads(a, c, LAM, params)
+        if step == 1:  # sanity check: closed form == autograd
+            for p in params.values():
+                p.grad = None
+            loss(a, c, LAM, params).backward()
+            for k, p in params.items():
+                torch.testing.assert_close(p.grad, grads[k], rtol=1e-13, atol=1e-13)
+        for k, p in params.items():
+            p.grad = grads[k].clone()
+        opt.step()
+        if step in RECORD_STEPS:
+            traj[str(step)] = {k: p.detach().numpy().tolist() for k, p in params.items()}
+        for k, p in params.items():
+            assert p.dtype == torch.float64
+            assert torch.all(torch.isfinite(p)), (case["name"], step)
+    torch_kwargs_full = dict(case["torch_kwargs"])
+    torch_kwargs_full.update(TORCH_EXTRA)
+    torch_kwargs_full.update(TORCH_EXTRA_BY_OPT.get(case["torch_optimizer"], {}))
+    return {
+        "name": case["name"],
+        "torch": {"optimizer": case["torch_optimizer"], "kwargs": torch_kwargs_full},
+        "gradxform": {"optimizer": case["gx_optimizer"], "kwargs": gradxform_kwargs(case["torch_kwargs"])},
+        "trajectory": traj,
+    }
+
+
+def main():
+    torch.set_default_dtype(torch.float64)
+    names = [c["name"] for c in CASES]
+    assert len(names) == len(set(names)), "case names must be unique"
+    a, c, x0 = make_problem()
+    cases = [run_case(case, a, c, x0) for case in CASES]
+    data = {
+        "description": "torch.optim reference trajectories (float64); see record_torch.py",
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": sys.version.split()[0],
+        "problem": {
+            "loss": "f(x) = 0.5 x^T A x - c^T x + 0.25 lam sum(x**4), x = concat(w.ravel(), b)",
+            "grad": "A x - c + lam x**3",
+            "shapes": {k: list(s) for k, s in SHAPES.items()},
+            "A": a.tolist(),
+            "c": c.tolist(),
+            "lam": LAM,
+            "x0": {k: v.tolist() for k, v in x0.items()},
+        },
+        "num_steps": NUM_STEPS,
+        "recorded_steps": RECORD_STEPS,
+        "cases": cases,
+    }
+    with open(OUT_PATH, "w") as f:
+        json.dump(data, f, indent=None, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {len(cases)} cases to {OUT_PATH} ({os.path.getsize(OUT_PATH)} bytes)")
+
+
+if __name__ == "__main__":
+    main()

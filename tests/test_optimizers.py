@@ -1,0 +1,335 @@
+"""Properties every named optimizer must have, driven by one registry."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import gradxform as gx
+from helpers import logistic_regression, max_dist, quadratic, rosenbrock, run
+
+
+@dataclass(frozen=True)
+class Case:
+    quad: dict  # kwargs converging on the quadratic bowl in 2,000 steps
+    rosen: dict  # kwargs converging on Rosenbrock in 20,000 steps
+    rosen_tol: float = 1e-3
+    complex_tol: float = 2e-3
+
+
+REGISTRY = {
+    "sgd": Case(dict(learning_rate=0.15), dict(learning_rate=1e-3)),
+    "momentum": Case(dict(learning_rate=0.05), dict(learning_rate=5e-4)),
+    "nesterov": Case(dict(learning_rate=0.05), dict(learning_rate=5e-4)),
+    "heavy_ball": Case(dict(learning_rate=0.05), dict(learning_rate=5e-4)),
+    "adagrad": Case(dict(learning_rate=1.0), dict(learning_rate=0.3)),
+    # Adadelta crawls along the curved Rosenbrock valley (its effective step grows with
+    # its own past steps): 20k steps get within 0.06 of (1, 1) from a loss of 24.
+    "adadelta": Case(dict(learning_rate=1.0), dict(learning_rate=0.1), rosen_tol=0.1),
+    "rmsprop": Case(dict(learning_rate=0.01), dict(learning_rate=3e-4, decay=0.9)),
+    "adam": Case(dict(learning_rate=0.05), dict(learning_rate=0.02)),
+    "adamw": Case(dict(learning_rate=0.05, weight_decay=0.0),
+                  dict(learning_rate=0.02, weight_decay=0.0)),
+    "amsgrad": Case(dict(learning_rate=0.05), dict(learning_rate=0.05)),
+    "nadam": Case(dict(learning_rate=0.05), dict(learning_rate=3e-3)),
+    "radam": Case(dict(learning_rate=0.05), dict(learning_rate=5e-3)),
+    "adamax": Case(dict(learning_rate=0.05), dict(learning_rate=0.05)),
+    # Lion moves every coordinate by exactly lr: it ends in an lr-sized neighbourhood.
+    "lion": Case(dict(learning_rate=0.01), dict(learning_rate=1e-3), complex_tol=2e-2),
+}
+NAMES = sorted(REGISTRY)
+
+
+def make(name, which="quad"):
+    return getattr(gx, name)(**getattr(REGISTRY[name], which))
+
+
+def grads_like(params, seed=0):
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    rng = np.random.default_rng(seed)
+    out = []
+    for x in leaves:
+        g = rng.normal(size=x.shape)
+        if jnp.iscomplexobj(x):
+            g = g + 1j * rng.normal(size=x.shape)
+        out.append(jnp.asarray(g, x.dtype))
+    return treedef.unflatten(out)
+
+
+def params_of(dtype):
+    rng = np.random.default_rng(1)
+
+    def arr(shape):
+        x = rng.normal(size=shape)
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            x = x + 1j * rng.normal(size=shape)
+        return jnp.asarray(x, dtype)
+
+    return {"w": arr((3, 4)), "b": arr((4,)), "nested": [arr(())]}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_converges_on_quadratic(name):
+    loss, x0, xs = quadratic()
+    p = run(make(name), loss, x0, 2000)
+    assert max_dist(p, xs) < 1e-4, (name, max_dist(p, xs))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_converges_on_rosenbrock(name):
+    loss, x0, xs = rosenbrock()
+    assert float(loss(x0)) > 24
+    p = run(make(name, "rosen"), loss, x0, 20_000)
+    assert max_dist(p, xs) < REGISTRY[name].rosen_tol, (name, max_dist(p, xs))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_complex_quadratic_converges(name):
+    # f(z) = sum |z - c|^2; its steepest-ascent direction is 2 (z - c) (what a complex
+    # optimizer must be fed: the conjugate of jax.grad's output for C -> R functions).
+    c = jnp.asarray([1 + 2j, -0.5 + 0.25j, 3 - 1j], jnp.complex64)
+    tx = make(name)
+    p = {"z": jnp.zeros(3, jnp.complex64)}
+    s = tx.init(p)
+
+    @jax.jit
+    def step(p, s):
+        u, s = tx.update({"z": 2 * (p["z"] - c)}, s, p)
+        return gx.apply_updates(p, u), s
+
+    for _ in range(3000):
+        p, s = step(p, s)
+    assert p["z"].dtype == jnp.complex64
+    assert float(jnp.max(jnp.abs(p["z"] - c))) < REGISTRY[name].complex_tol
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jit_matches_eager(name):
+    loss, p, _ = logistic_regression()
+    tx = make(name)
+
+    def step(p, s):
+        u, s = tx.update(jax.grad(loss)(p), s, p)
+        return gx.apply_updates(p, u), s
+
+    pe, se = p, tx.init(p)
+    pj, sj = p, tx.init(p)
+    jstep = jax.jit(step)
+    for _ in range(5):
+        pe, se = step(pe, se)
+        pj, sj = jstep(pj, sj)
+    # XLA may fuse a*b+c into one FMA under jit, so the two paths can differ in the last
+    # bit of float32 per step; 5 steps stay within a few ulps.
+    for a, b in zip(jax.tree_util.tree_leaves((pe, se)), jax.tree_util.tree_leaves((pj, sj))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_retrace_and_hyperparameters_are_jit_arguments(name):
+    traces = []
+
+    @jax.jit
+    def step(tx, p, s, g):
+        traces.append(None)
+        u, s = tx.update(g, s, p)
+        return gx.apply_updates(p, u), s
+
+    tx = make(name)
+    p = params_of(jnp.float32)
+    s = tx.init(p)
+    g = grads_like(p)
+    p, s = step(tx, p, s, g)
+    p, s = step(tx, p, s, g)
+    assert len(traces) == 1
+    # A new learning rate is a new leaf value, not a new program.
+    kwargs = dict(REGISTRY[name].quad, learning_rate=REGISTRY[name].quad["learning_rate"] / 2)
+    tx2 = getattr(gx, name)(**kwargs)
+    assert tx2 != tx
+    p2, _ = step(tx2, p, s, g)
+    assert len(traces) == 1
+    assert not np.allclose(np.asarray(p2["w"]), np.asarray(step(tx, p, s, g)[0]["w"]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64", "complex64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_dtypes_preserved(name, dtype):
+    with jax.enable_x64(dtype == "float64"):
+        dtype = jnp.dtype(dtype)
+        tx = make(name)
+        p = params_of(dtype)
+        s = tx.init(p)
+        g = grads_like(p)
+        for _ in range(3):
+            u, s = jax.jit(tx.update)(g, s, p)
+            p = gx.apply_updates(p, u)
+        for leaf in jax.tree_util.tree_leaves((u, p)):
+            assert leaf.dtype == dtype
+            assert bool(jnp.all(jnp.isfinite(leaf)))
+        # State is kept in at least float32: bf16 moments would lose most of their bits.
+        for leaf in jax.tree_util.tree_leaves(s):
+            if jnp.issubdtype(leaf.dtype, jnp.inexact):
+                assert leaf.dtype.itemsize >= 4, leaf.dtype
+                assert bool(jnp.all(jnp.isfinite(leaf)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_none_and_non_array_leaves_untouched(name):
+    tx = make(name)
+    p = {"w": jnp.ones(3), "frozen": None, "label": "encoder", "n_layers": 2}
+    s = tx.init(p)
+    g = {"w": jnp.full(3, 0.5), "frozen": None, "label": "encoder", "n_layers": 2}
+    u, s = tx.update(g, s, p)
+    assert u["frozen"] is None and u["label"] == "encoder" and u["n_layers"] == 2
+    new = gx.apply_updates(p, u)
+    assert new["frozen"] is None and new["label"] == "encoder" and new["n_layers"] == 2
+    assert not np.allclose(np.asarray(new["w"]), 1.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_structure_stable_through_cond(name):
+    tx = make(name)
+    p = params_of(jnp.float32)
+    g = grads_like(p)
+
+    @jax.jit
+    def maybe_step(pred, s):
+        return jax.lax.cond(pred, lambda s: tx.update(g, s, p)[1], lambda s: s, s)
+
+    s0 = tx.init(p)
+    s1 = maybe_step(True, s0)
+    s_skip = maybe_step(False, s0)
+    assert jax.tree_util.tree_structure(s1) == jax.tree_util.tree_structure(s0)
+    for a, b in zip(jax.tree_util.tree_leaves(s0), jax.tree_util.tree_leaves(s_skip)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_init_on_shape_dtype_structs(name):
+    tx = make(name)
+    p = params_of(jnp.float32)
+    abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), p)
+    s_direct = tx.init(abstract)
+    s_shape = jax.eval_shape(tx.init, abstract)
+    s_real = tx.init(p)
+    for a, b, c in zip(*(jax.tree_util.tree_leaves(t) for t in (s_direct, s_shape, s_real))):
+        assert a.shape == b.shape == c.shape and a.dtype == b.dtype == c.dtype
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", NAMES)
+def test_zero_gradients_in_half_precision_never_nan(name, dtype):
+    tx = make(name)
+    p = {"w": jnp.full((4,), 0.5, dtype), "b": jnp.zeros((), dtype)}
+    s = tx.init(p)
+    g = jax.tree_util.tree_map(jnp.zeros_like, p)
+    for _ in range(5):
+        u, s = tx.update(g, s, p)
+        p = gx.apply_updates(p, u)
+    for leaf in jax.tree_util.tree_leaves((p, u, s)):
+        assert bool(jnp.all(jnp.isfinite(leaf)))
+    np.testing.assert_array_equal(np.asarray(p["w"], np.float32), 0.5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sharded_params_give_equally_sharded_state(name):
+    devices = np.array(jax.devices()[:4])
+    assert devices.size == 4, "conftest should provide 4 host devices"
+    mesh = Mesh(devices, ("x",))
+    sharding = NamedSharding(mesh, PartitionSpec("x"))
+    p = {"w": jax.device_put(jnp.ones((8, 3)), sharding)}
+    tx = make(name)
+    s = tx.init(p)
+    for leaf in jax.tree_util.tree_leaves(s):
+        if leaf.shape == (8, 3):
+            assert leaf.sharding.is_equivalent_to(sharding, 2), leaf.sharding
+    u, s = jax.jit(tx.update)({"w": jax.device_put(jnp.ones((8, 3)), sharding)}, s, p)
+    assert u["w"].sharding.is_equivalent_to(sharding, 2)
+    for leaf in jax.tree_util.tree_leaves(s):
+        if leaf.shape == (8, 3):
+            assert leaf.sharding.is_equivalent_to(sharding, 2), leaf.sharding
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_value_semantics(name):
+    a, b = make(name), make(name)
+    assert a == b and hash(a) == hash(b)
+    assert a.name == name
+    assert repr(a).startswith("chain(") and f"name={name!r}" in repr(a)
+    assert a != make(name, "rosen") or REGISTRY[name].quad == REGISTRY[name].rosen
+
+
+BAD_HPARAMS = [
+    ("sgd", {"learning_rate": -0.1}, r"learning_rate must be a finite number in \[0, inf\]"),
+    ("sgd", {"learning_rate": math.nan}, "learning_rate.*got nan"),
+    ("sgd", {"momentum": 1.0}, r"momentum must be a finite number in \[0, 1\)"),
+    ("sgd", {"nesterov": True}, "nesterov=True requires momentum > 0"),
+    ("momentum", {"momentum": 0.9, "dampening": 0.5, "nesterov": True},
+     "nesterov=True requires dampening=0"),
+    ("adam", {"b1": 1.0}, r"b1 must be a finite number in \[0, 1\), got 1.0"),
+    ("adam", {"b2": -0.1}, r"b2 must be a finite number in \[0, 1\)"),
+    ("adam", {"eps": 0.0}, r"eps must be a finite number in \(0, inf\]"),
+    ("adam", {"learning_rate": math.inf}, "learning_rate.*got inf"),
+    ("adamw", {"weight_decay": -1e-2}, "weight_decay must be"),
+    ("adagrad", {"lr_decay": -1.0}, "lr_decay must be"),
+    ("adagrad", {"learning_rate": gx.constant_schedule(0.1), "lr_decay": 0.1},
+     "either a learning_rate schedule or lr_decay"),
+    ("rmsprop", {"decay": 1.5}, r"decay must be a finite number in \[0, 1\]"),
+    ("adadelta", {"rho": -0.5}, "rho must be"),
+    ("nadam", {"momentum_decay": -1.0}, "momentum_decay must be"),
+    ("lion", {"b2": 2.0}, "b2 must be"),
+    ("adam", {"learning_rate": "0.001"}, "learning_rate must be a number or a schedule"),
+    ("sgd", {"weight_decay_mask": {"w": True}}, "weight_decay_mask was given but weight_decay"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,match", BAD_HPARAMS,
+                         ids=[f"{n}-{'-'.join(k)}" for n, k, _ in BAD_HPARAMS])
+def test_bad_hyperparameters_raise_at_construction(name, kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        getattr(gx, name)(**kwargs)
+
+
+def test_schedulable_hyperparameters():
+    p = {"w": jnp.ones(3)}
+    g = {"w": jnp.ones(3)}
+    lr = gx.piecewise_constant_schedule((1,), (0.1, 0.01))
+    tx = gx.sgd(lr, momentum=gx.constant_schedule(0.5),
+                weight_decay=gx.linear_schedule(0.0, 1.0, 1))
+    s = tx.init(p)
+    u1, s = tx.update(g, s, p)  # wd 0, v = 1, lr 0.1
+    np.testing.assert_allclose(np.asarray(u1["w"]), -0.1, rtol=1e-6)
+    u2, s = tx.update(g, s, p)  # wd 1 -> g = 2, v = 0.5 + 2 = 2.5, lr 0.01
+    np.testing.assert_allclose(np.asarray(u2["w"]), -0.025, rtol=1e-6)
+
+
+def test_heavy_ball_and_momentum_agree_at_constant_lr_and_differ_under_schedule():
+    loss, x0, _ = quadratic()
+    a = run(gx.heavy_ball(0.05, 0.9), loss, x0, 50)
+    b = run(gx.momentum(0.05, 0.9), loss, x0, 50)
+    assert max_dist(a, b) < 1e-5
+    sched = gx.exponential_decay(0.05, 0.5, transition_steps=10)
+    a = run(gx.heavy_ball(sched, 0.9), loss, x0, 50)
+    b = run(gx.momentum(sched, 0.9), loss, x0, 50)
+    assert max_dist(a, b) > 1e-2
+
+
+def test_heavy_ball_is_the_course_formula():
+    # seed 003: W <- W - a dJ/dW + b (W_t - W_{t-1}), with W_0 - W_{-1} = 0.
+    a, b = 0.1, 0.8
+    d = np.array([1.0, 3.0])
+    w_prev = w = np.array([2.0, -1.0])
+    p = {"w": jnp.asarray(w, jnp.float32)}
+    tx = gx.heavy_ball(a, b)
+    s = tx.init(p)
+    for _ in range(5):
+        w_new = w - a * d * w + b * (w - w_prev)
+        w_prev, w = w, w_new
+        u, s = tx.update({"w": jnp.asarray(d, jnp.float32) * p["w"]}, s, p)
+        p = gx.apply_updates(p, u)
+        np.testing.assert_allclose(np.asarray(p["w"]), w, rtol=1e-6)
