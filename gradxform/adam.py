@@ -8,6 +8,7 @@ not per leaf.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 
 from .base import (
     GradientTransformation,
+    _concrete_number,
     abs2,
     check_hparam,
     compute_dtype,
@@ -58,8 +60,19 @@ def update_moments(g, m, v, b1, b2):
 
 
 def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
-    """1 - beta^t in the scalar dtype (float64 under x64)."""
-    return 1 - jnp.asarray(beta, scalar_dtype()) ** t
+    """1 - beta^t, as accurate as the 1 - beta used by the moment update.
+
+    Under x64 this is torch's own double arithmetic. In float32, 1 - beta^t cancels
+    catastrophically (b2 = 0.999 rounds to 0.99900001, so 1 - b2^1 is off by 1e-5 against
+    the exact 1 - b2 the moments use); -expm1(t log beta), with log beta taken in double
+    for Python numbers, is accurate to float32 rounding.
+    """
+    if scalar_dtype() == jnp.float64:
+        return 1 - jnp.asarray(beta, jnp.float64) ** t
+    concrete = _concrete_number(beta)
+    log_beta = math.log(concrete) if concrete is not None and concrete > 0 else jnp.log(
+        jnp.asarray(beta, scalar_dtype()))
+    return -jnp.expm1(t * log_beta)
 
 
 class AdamState(NamedTuple):
@@ -104,20 +117,20 @@ class scale_by_adam(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         count = safe_increment(state.count)
         t = count.astype(scalar_dtype())
+        b1, b2 = self.b1, self.b2
         if self.bias_correction:
-            c1, c2 = 1 / bias_correction(self.b1, t), 1 / bias_correction(self.b2, t)
-            c1_next = 1 / bias_correction(self.b1, t + 1)
+            c1, c2 = 1 / bias_correction(b1, t), 1 / bias_correction(b2, t)
+            c1_next = 1 / bias_correction(b1, t + 1)
         else:
             c1 = c2 = c1_next = jnp.ones([], scalar_dtype())
         nu_max = state.nu_max if self.amsgrad else state.nu
 
         def f(u, m, v, vmax):
             g = u.astype(compute_dtype(u))
-            m, v = update_moments(g, m, v, self.b1, self.b2)
+            m, v = update_moments(g, m, v, b1, b2)
             vmax = jnp.maximum(vmax.astype(v.dtype), v) if self.amsgrad else v
             if self.nesterov:
-                m_hat = scalar_like(self.b1 * c1_next, g) * m + scalar_like(
-                    (1 - self.b1) * c1, g) * g
+                m_hat = scalar_like(b1 * c1_next, g) * m + scalar_like((1 - b1) * c1, g) * g
             else:
                 m_hat = m * scalar_like(c1, g)
             denom = jnp.sqrt(vmax * scalar_like(c2, v) + scalar_like(self.eps_root, v))
@@ -165,17 +178,17 @@ class scale_by_nadam(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         count = safe_increment(state.count)
         t = count.astype(scalar_dtype())
-        b1 = jnp.asarray(self.b1, scalar_dtype())
+        b1, b2 = jnp.asarray(self.b1, scalar_dtype()), self.b2
         mu_t = b1 * (1 - 0.5 * 0.96 ** (t * self.momentum_decay))
         mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * self.momentum_decay))
         prod = state.mu_product * mu_t
         coef_g = (1 - mu_t) / (1 - prod)
         coef_m = mu_next / (1 - prod * mu_next)
-        c2 = 1 / bias_correction(self.b2, t)
+        c2 = 1 / bias_correction(b2, t)
 
         def f(u, m, v):
             g = u.astype(compute_dtype(u))
-            m, v = update_moments(g, m, v, self.b1, self.b2)
+            m, v = update_moments(g, m, v, b1, b2)
             denom = jnp.sqrt(v * scalar_like(c2, v)) + scalar_like(self.eps, v)
             out = (scalar_like(coef_g, g) * g + scalar_like(coef_m, g) * m) / denom.astype(g.dtype)
             return (out.astype(u.dtype), m.astype(slot_dtype(u, self.mu_dtype)),

@@ -60,12 +60,13 @@ class scale_by_adamax(GradientTransformation):  # noqa: N801
 
     def update(self, updates, state, params=None, **extra):
         count = safe_increment(state.count)
-        c1 = 1 / bias_correction(self.b1, count.astype(scalar_dtype()))
+        b1 = self.b1
+        c1 = 1 / bias_correction(b1, count.astype(scalar_dtype()))
 
         def f(u, m, n):
             g = u.astype(compute_dtype(u))
             m = m.astype(g.dtype)
-            m = m + scalar_like(1 - self.b1, g) * (g - m)
+            m = m + scalar_like(1 - b1, g) * (g - m)
             a = jnp.abs(g)
             n = jnp.maximum(scalar_like(self.b2, a) * n.astype(a.dtype),
                             a + scalar_like(self.eps, a))

@@ -296,26 +296,30 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
-def _none_vs_param(a: Any, b: Any) -> bool:
-    return (a is None and is_param(b)) or (b is None and is_param(a))
-
-
-def check_tree_structure(expected: PyTree, received: PyTree, *, names=("expected", "received")):
+def check_tree_structure(
+    expected: PyTree, received: PyTree, *, names=("expected", "received"), allow_none=False
+):
     """Raise ``ValueError`` naming the first key path where two trees differ.
 
-    ``None`` counts as a leaf, so ``{"a": None}`` and ``{"a": x}`` differ at ``['a']``.
+    ``None`` counts as a leaf, so ``{"a": None}`` and ``{"a": x}`` differ at ``['a']``,
+    unless ``allow_none``: then ``None`` may stand opposite anything (the transforms use
+    this, where a ``None`` update means "leave this parameter alone").
     """
     ta = jax.tree_util.tree_structure(expected, is_leaf=_is_none)
     tb = jax.tree_util.tree_structure(received, is_leaf=_is_none)
     if ta == tb:
-        return
+        if allow_none:
+            return
+        la, lb = ta.flatten_up_to(expected), tb.flatten_up_to(received)
+        if all((x is None) == (y is None) for x, y in zip(la, lb)):
+            return
     pa = jax.tree_util.tree_flatten_with_path(expected, is_leaf=_is_none)[0]
     pb = jax.tree_util.tree_flatten_with_path(received, is_leaf=_is_none)[0]
     da = {jax.tree_util.keystr(p): v for p, v in pa}
     db = {jax.tree_util.keystr(p): v for p, v in pb}
     missing = [k for k in da if k not in db]
     extra = [k for k in db if k not in da]
-    both = [k for k in da if k in db and _none_vs_param(da[k], db[k])]
+    both = [k for k in da if k in db and (da[k] is None) != (db[k] is None)]
     ea, eb = names
     lines = [f"tree structures differ ({ea} vs {eb})."]
     if missing:
@@ -373,7 +377,7 @@ def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
     Returns a tuple of ``n_out`` trees shaped like ``updates``.
     """
     for i, s in enumerate(slots):
-        check_tree_structure(updates, s, names=("updates", f"state slot {i}"))
+        check_tree_structure(updates, s, names=("updates", f"state slot {i}"), allow_none=True)
     leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_is_none)
     slot_leaves = [treedef.flatten_up_to(s) for s in slots]
     outs: list[list[Any]] = [[] for _ in range(n_out)]
@@ -401,7 +405,7 @@ def _raise_missing_slot(updates: PyTree, j: int) -> None:
 
 def check_params(updates: PyTree, params: PyTree | None) -> None:
     if params is not None:
-        check_tree_structure(params, updates, names=("params", "updates"))
+        check_tree_structure(params, updates, names=("params", "updates"), allow_none=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -633,9 +637,14 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     parameter is added in float32 and rounded once). ``None`` and non-array leaves of
     ``params`` are returned unchanged.
     """
-    check_tree_structure(params, updates, names=("params", "updates"))
+    check_tree_structure(params, updates, names=("params", "updates"), allow_none=True)
 
     def add(p, u):
+        if p is None and is_param(u):
+            raise ValueError(
+                "apply_updates: an update is an array where the parameter is None; "
+                "check_tree_structure(params, updates) names the path"
+            )
         if not is_param(p) or u is None:
             return p
         p_arr = jnp.asarray(p)

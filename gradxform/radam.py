@@ -7,7 +7,13 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from .adam import AdamState, bias_correction, check_betas, init_moments, update_moments
+from .adam import (
+    AdamState,
+    bias_correction,
+    check_betas,
+    init_moments,
+    update_moments,
+)
 from .base import (
     GradientTransformation,
     check_hparam,
@@ -56,11 +62,11 @@ class scale_by_radam(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         count = safe_increment(state.count)
         t = count.astype(scalar_dtype())
-        b2 = jnp.asarray(self.b2, scalar_dtype())
+        b1, b2 = self.b1, self.b2
         bc2 = bias_correction(b2, t)
-        c1 = 1 / bias_correction(self.b1, t)
+        c1 = 1 / bias_correction(b1, t)
         rho_inf = 2 / (1 - b2) - 1
-        rho_t = rho_inf - 2 * t * b2**t / bc2
+        rho_t = rho_inf - 2 * t * (1 - bc2) / bc2
         rect_sq = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
         rectify = rho_t > self.threshold
         # sqrt of a negative when not rectifying: guard it, the branch is discarded anyway.
@@ -68,7 +74,7 @@ class scale_by_radam(GradientTransformation):  # noqa: N801
 
         def f(u, m, v):
             g = u.astype(compute_dtype(u))
-            m, v = update_moments(g, m, v, self.b1, self.b2)
+            m, v = update_moments(g, m, v, b1, b2)
             m_hat = m * scalar_like(c1, g)
             scaled = m_hat * (scalar_like(adaptive, v) / (jnp.sqrt(v) + scalar_like(self.eps, v))).astype(g.dtype)
             out = jnp.where(rectify, scaled, m_hat)

@@ -11,6 +11,7 @@ accepts a plain Python callable ``count -> value`` (it is then static structure)
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import jax.numpy as jnp
@@ -318,10 +319,12 @@ class sgdr_schedule(Schedule):  # noqa: N801
         check_hparam("sgdr_schedule", "init_value", self.init_value)
         check_hparam("sgdr_schedule", "end_value", self.end_value)
         _check_steps("sgdr_schedule", "period", self.period)
-        if not (isinstance(self.period_mult, int) and self.period_mult >= 1):
+        pm = self.period_mult
+        if isinstance(pm, bool) or not isinstance(pm, numbers.Integral) or pm < 1:
             raise ValueError(
                 f"sgdr_schedule: period_mult must be an integer >= 1, got {self.period_mult!r}"
             )
+        object.__setattr__(self, "period_mult", int(pm))
 
     def __call__(self, count):
         t = _t(count)

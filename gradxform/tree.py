@@ -10,7 +10,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .base import _is_none, check_tree_structure, compute_dtype, wider_dtype
+from .base import (
+    _check_param_dtypes,
+    _is_none,
+    check_tree_structure,
+    compute_dtype,
+    is_param,
+    wider_dtype,
+)
 
 PyTree = Any
 
@@ -27,7 +34,9 @@ __all__ = [
 
 
 def _leaves(tree: PyTree) -> list:
-    return [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "dtype")]
+    """The array leaves as arrays (Python floats included); integer arrays are an error."""
+    _check_param_dtypes(tree, "tree")
+    return [jnp.asarray(x) for x in jax.tree_util.tree_leaves(tree) if is_param(x)]
 
 
 def global_norm(tree: PyTree) -> jax.Array:
@@ -65,16 +74,14 @@ def tree_sub(a: PyTree, b: PyTree) -> PyTree:
 def tree_scale(scalar: Any, tree: PyTree) -> PyTree:
     """Leaf-wise scalar * x, keeping each leaf's dtype."""
     return jax.tree_util.tree_map(
-        lambda x: (jnp.asarray(scalar).astype(x.dtype) * x), tree
+        lambda x: jnp.asarray(scalar).astype(jnp.result_type(x)) * x, tree
     )
 
 
 def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
     """sum over leaves of vdot(a, b) (conjugating a), accumulated in at least float32."""
     check_tree_structure(a, b, names=("a", "b"))
-    pairs = [
-        (x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
-    ]
+    pairs = list(zip(_leaves(a), _leaves(b)))
     if not pairs:
         return jnp.zeros([], jnp.float32)
     terms = []
@@ -96,4 +103,6 @@ def tree_sum(tree: PyTree) -> jax.Array:
 
 def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
     """Zeros shaped like each leaf (``dtype`` overrides the leaf dtype)."""
-    return jax.tree_util.tree_map(lambda x: jnp.zeros(jnp.shape(x), dtype or x.dtype), tree)
+    return jax.tree_util.tree_map(
+        lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree
+    )

@@ -343,15 +343,13 @@ def test_closed_form_jit_traced_int32(case_id):
 
 @pytest.mark.parametrize("case_id", CASE_IDS, ids=CASE_IDS)
 def test_closed_form_vmap(case_id):
-    """A vector of counts through vmap (eager and under jit) gives the vector of values."""
+    """A vector of counts through vmap (under jit, schedule as argument) gives the values."""
     factory, counts, values = _expected(case_id)
     sched = factory()
     ts = jnp.asarray(counts, jnp.int32)
-    out = jax.vmap(sched)(ts)
+    out = jax.jit(jax.vmap(lambda s, c: s(c), in_axes=(None, 0)))(sched, ts)
     assert out.shape == (len(counts),) and out.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out), values, **F32_TOL)
-    out_jit = jax.jit(jax.vmap(lambda s, c: s(c), in_axes=(None, 0)))(sched, ts)
-    np.testing.assert_allclose(np.asarray(out_jit), values, **F32_TOL)
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS, ids=CASE_IDS)
@@ -375,7 +373,7 @@ def test_python_and_numpy_counts_accepted():
 
 def test_one_cycle_monotone_up_then_down():
     sched = gx.one_cycle_schedule(100, 1.0, pct_start=0.3)
-    v = np.asarray(jax.vmap(sched)(jnp.arange(0, 131, dtype=jnp.int32)))
+    v = np.asarray(jax.jit(jax.vmap(sched))(jnp.arange(0, 131, dtype=jnp.int32)))
     assert np.all(np.diff(v[:31]) > 0), "must increase strictly up to pct_start * T = 30"
     assert np.all(np.diff(v[30:]) <= 0), "must not increase after the peak"
     assert np.all(np.diff(v[30:101]) < 0), "must decrease strictly from 30 to T = 100"
@@ -400,7 +398,7 @@ def test_sgdr_restarts_return_to_init_value():
     start = 10 * (2**n - 1)
     frac = (ts - start) / (10 * 2.0**n)
     expected = v0 * 0.5 * (1 + np.cos(np.pi * frac))
-    out = jax.vmap(mult2)(jnp.asarray(ts, jnp.int32))
+    out = jax.jit(jax.vmap(mult2))(jnp.asarray(ts, jnp.int32))
     np.testing.assert_allclose(np.asarray(out), expected, **F32_TOL)
 
 
@@ -417,7 +415,7 @@ def test_schedule_is_a_pytree_with_numbers_as_leaves():
 
 def test_static_fields_are_not_leaves():
     leaves = jax.tree_util.tree_leaves(gx.exponential_decay(0.5, 0.9, 3, staircase=True))
-    assert True not in [x is True for x in leaves]
+    assert not any(isinstance(x, bool) for x in leaves)  # staircase is in the treedef
     assert sorted(leaves) == sorted([0.5, 0.9, 3, 0])
     pw = jax.tree_util.tree_leaves(gx.piecewise_constant_schedule([10, 20], [1.0, 0.5, 0.25]))
     assert pw == [1.0, 0.5, 0.25]  # boundaries are structure

@@ -1,0 +1,242 @@
+"""The protocol: value semantics, chain, apply_updates, structure errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradxform as gx
+
+
+def test_transforms_are_values():
+    a = gx.scale_by_adam(b1=0.8)
+    assert a == gx.scale_by_adam(b1=0.8)
+    assert a != gx.scale_by_adam(b1=0.7)
+    assert a != gx.scale_by_adam(b1=0.8, amsgrad=True)
+    assert hash(a) == hash(gx.scale_by_adam(b1=0.8))
+    assert repr(a).startswith("scale_by_adam(b1=0.8, b2=0.999, eps=1e-08")
+    # repr is evaluable: it reconstructs an equal transform.
+    assert eval(repr(a), {"scale_by_adam": gx.scale_by_adam}) == a
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.b1 = 0.5
+    # Numbers are leaves, flags and dtypes are structure.
+    leaves, treedef = jax.tree_util.tree_flatten(a)
+    assert leaves == [0.8, 0.999, 1e-8, 0.0]
+    assert jax.tree_util.tree_unflatten(treedef, leaves) == a
+
+
+def test_hyperparameters_found_by_path():
+    tx = gx.adamw(learning_rate=gx.cosine_decay_schedule(1e-3, 100), weight_decay=0.1)
+    paths = {jax.tree_util.keystr(p): v
+             for p, v in jax.tree_util.tree_flatten_with_path(tx)[0]}
+    assert paths[".scale_by_adam.b1"] == 0.9
+    assert paths[".add_decayed_weights.weight_decay"] == 0.1
+    assert paths[".scale_by_learning_rate.learning_rate.init_value"] == 1e-3
+    assert tx.scale_by_adam.b2 == tx["scale_by_adam"].b2 == tx[0].b2 == 0.999
+
+
+def test_array_hyperparameters_compare_but_do_not_hash():
+    a = gx.scale(jnp.asarray(2.0))
+    assert a == gx.scale(jnp.asarray(2.0))
+    assert a != gx.scale(jnp.asarray(3.0))
+    with pytest.raises(TypeError, match="not hashable because a hyperparameter is an array"):
+        hash(a)
+
+
+def test_static_transform_under_jit_like_flax_train_state():
+    # flax's TrainState keeps tx as static metadata: it must hash, and equal configs
+    # must hit the same cache entry.
+    traces = []
+
+    @jax.jit
+    def step(params, state):
+        return inner(params, state)
+
+    def inner(params, state):
+        return params, state
+
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass
+    class TrainState:
+        params: Any
+        opt_state: Any
+        tx: Any = dataclasses.field(metadata=dict(static=True))
+
+    @jax.jit
+    def train_step(ts, g):
+        traces.append(None)
+        u, s = ts.tx.update(g, ts.opt_state, ts.params)
+        return TrainState(gx.apply_updates(ts.params, u), s, ts.tx)
+
+    p = {"w": jnp.ones(2)}
+    ts = TrainState(p, gx.adam(1e-2).init(p), gx.adam(1e-2))
+    ts = train_step(ts, {"w": jnp.ones(2)})
+    ts = train_step(TrainState(ts.params, ts.opt_state, gx.adam(1e-2)), {"w": jnp.ones(2)})
+    assert len(traces) == 1
+    np.testing.assert_allclose(np.asarray(ts.params["w"]), 1 - 2e-2, rtol=1e-5)
+
+
+def test_chain_state_addressable_by_name_and_index():
+    tx = gx.chain(gx.clip_by_global_norm(1.0), gx.scale_by_adam(),
+                  gx.add_decayed_weights(1e-4),
+                  gx.scale_by_learning_rate(gx.cosine_decay_schedule(1e-3, 10_000)))
+    p = {"w": jnp.ones(3)}
+    s = tx.init(p)
+    assert s.names == ("clip_by_global_norm", "scale_by_adam", "add_decayed_weights",
+                       "scale_by_learning_rate")
+    assert s["scale_by_adam"] is s.scale_by_adam is s[1]
+    _, s = tx.update({"w": jnp.ones(3)}, s, p)
+    assert int(s.scale_by_adam.count) == 1 and int(s[3].count) == 1
+    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(s)[0]]
+    assert ".scale_by_adam.mu['w']" in paths
+    with pytest.raises(KeyError, match="no transform named 'adam'"):
+        s["adam"]
+
+
+def test_chain_naming():
+    tx = gx.chain(gx.scale(2.0), gx.scale(3.0), clipper=gx.clip(1.0))
+    assert tx.names == ("scale_0", "scale_1", "clipper")
+    assert repr(tx) == (
+        "chain(scale(step_size=2.0), scale(step_size=3.0), clipper=clip(max_delta=1.0))")
+    assert eval(repr(tx), vars(gx)) == tx
+    u, _ = tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.ones(2)}))
+    np.testing.assert_array_equal(np.asarray(u["w"]), 1.0)  # 6 clipped to 1
+    with pytest.raises(TypeError, match="argument 0 must be a gradient transformation"):
+        gx.chain(lambda g: g)
+    with pytest.raises(ValueError, match="state does not belong to this chain"):
+        tx.update({"w": jnp.ones(2)}, gx.adam(1.0).init({"w": jnp.ones(2)}))
+
+
+def test_chain_forwards_extra_arguments():
+    seen = {}
+
+    class record(gx.GradientTransformation):  # noqa: N801
+        def init(self, params):
+            return gx.EmptyState()
+
+        def update(self, updates, state, params=None, **extra):
+            seen.update(extra)
+            return updates, state
+
+    tx = gx.chain(gx.scale(1.0), record())
+    tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.ones(1)}), value=3.0)
+    assert seen == {"value": 3.0}
+
+
+def test_identity_stateless_set_to_zero():
+    g = {"w": jnp.arange(3.0)}
+    assert gx.identity().update(g, gx.identity().init(g))[0] is g
+    double = gx.stateless(lambda u, p: jax.tree_util.tree_map(lambda x: 2 * x, u))
+    np.testing.assert_array_equal(np.asarray(double.update(g, double.init(g))[0]["w"]),
+                                  [0.0, 2.0, 4.0])
+    z = gx.set_to_zero().update(g, gx.EmptyState())[0]["w"]
+    assert z.dtype == g["w"].dtype
+    np.testing.assert_array_equal(np.asarray(z), 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_apply_updates_adds_in_wider_dtype_and_casts_back(dtype):
+    p = {"w": jnp.asarray([1.0, 256.0], dtype), "skip": None, "tag": "x"}
+    u = {"w": jnp.asarray([1e-3, 0.75], jnp.float32), "skip": None, "tag": "x"}
+    new = gx.apply_updates(p, u)
+    assert new["w"].dtype == jnp.dtype(dtype) and new["skip"] is None and new["tag"] == "x"
+    expected = (np.asarray(p["w"], np.float32) + np.asarray(u["w"])).astype(
+        jnp.dtype(dtype))
+    np.testing.assert_array_equal(np.asarray(new["w"]), expected)
+
+
+def test_structure_mismatch_names_the_path():
+    tx = gx.adam(1e-3)
+    p = {"enc": {"w": jnp.ones(2), "b": jnp.ones(1)}, "dec": jnp.ones(2)}
+    s = tx.init(p)
+    bad = {"enc": {"w": jnp.ones(2), "bias": jnp.ones(1)}, "dec": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"first path in params but not in updates: "
+                                         r"\['enc'\]\['b'\]") as info:
+        tx.update(bad, s, p)
+    assert "['enc']['bias']" in str(info.value)
+    with pytest.raises(ValueError, match=r"in updates but not in state slot 0: \['enc'\]\['bias'\]"):
+        tx.update(bad, s)  # no params: caught against the state
+    with pytest.raises(ValueError, match=r"params vs updates"):
+        gx.apply_updates(p, bad)
+
+
+def test_update_for_a_leaf_that_was_none_at_init():
+    tx = gx.adam(1e-3)
+    s = tx.init({"w": jnp.ones(2), "frozen": None})
+    with pytest.raises(ValueError, match=r"array at \['frozen'\] but the state has no slot"):
+        tx.update({"w": jnp.ones(2), "frozen": jnp.ones(2)}, s)
+
+
+def test_integer_params_are_rejected_with_their_path():
+    with pytest.raises(TypeError, match=r"params leaf at \['step'\] has dtype int32"):
+        gx.adam(1e-3).init({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)})
+
+
+@pytest.mark.parametrize("tx", [gx.add_decayed_weights(0.1), gx.add_l1_subgradient(0.1),
+                                gx.proximal_l1(0.1, 0.1)], ids=lambda t: type(t).__name__)
+def test_transforms_that_need_params_say_so(tx):
+    g = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match="needs the current parameters"):
+        tx.update(g, tx.init(g))
+
+
+def test_weight_decay_mask_and_callable_mask():
+    p = {"w": jnp.ones(2), "b": jnp.ones(2)}
+    g = jax.tree_util.tree_map(jnp.zeros_like, p)
+    tx = gx.add_decayed_weights(0.5, mask={"w": True, "b": False})
+    assert hash(tx) == hash(gx.add_decayed_weights(0.5, mask={"w": True, "b": False}))
+    u, _ = tx.update(g, tx.init(p), p)
+    np.testing.assert_array_equal(np.asarray(u["w"]), 0.5)
+    np.testing.assert_array_equal(np.asarray(u["b"]), 0.0)
+    tx = gx.add_decayed_weights(0.5, mask=lambda params: {k: k != "b" for k in params})
+    u, _ = tx.update(g, tx.init(p), p)
+    np.testing.assert_array_equal(np.asarray(u["b"]), 0.0)
+    with pytest.raises(ValueError, match=r"params vs add_decayed_weights mask"):
+        bad = gx.add_decayed_weights(0.5, mask={"w": True})
+        bad.update(g, bad.init(p), p)
+    with pytest.raises(TypeError, match="mask leaves must be Python bools"):
+        gx.add_decayed_weights(0.5, mask={"w": jnp.asarray(True)})
+
+
+def test_works_with_registered_dataclass_and_list_trees():
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass
+    class Linear:
+        w: jax.Array
+        b: jax.Array
+
+    p = [Linear(jnp.ones((2, 2)), jnp.zeros(2)), (jnp.ones(1),)]
+    tx = gx.adam(0.1)
+    s = tx.init(p)
+    g = jax.tree_util.tree_map(jnp.ones_like, p)
+    u, s = jax.jit(tx.update)(g, s, p)
+    new = gx.apply_updates(p, u)
+    assert isinstance(new[0], Linear)
+    np.testing.assert_allclose(np.asarray(new[0].w), 0.9, rtol=1e-6)
+
+
+def test_learning_rate_schedule_counts_updates():
+    tx = gx.sgd(gx.piecewise_constant_schedule((2,), (1.0, 0.1)))
+    p = {"w": jnp.zeros(())}
+    s = tx.init(p)
+    steps = []
+    for _ in range(4):
+        u, s = tx.update({"w": jnp.ones(())}, s, p)
+        steps.append(float(u["w"]))
+    np.testing.assert_allclose(steps, [-1.0, -1.0, -0.1, -0.1], rtol=1e-6)
+
+
+def test_plain_python_callable_schedule_is_static():
+    tx = gx.sgd(lambda count: 0.1 / (1 + count.astype(jnp.float32)))
+    leaves = jax.tree_util.tree_leaves(tx)
+    assert leaves == []
+    p = {"w": jnp.zeros(())}
+    s = tx.init(p)
+    _, s = tx.update({"w": jnp.ones(())}, s, p)
+    u, _ = tx.update({"w": jnp.ones(())}, s, p)
+    np.testing.assert_allclose(float(u["w"]), -0.05, rtol=1e-6)
