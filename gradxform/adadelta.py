@@ -15,10 +15,10 @@ from .base import (
     map_params,
     map_updates,
     named_chain,
+    new_slot,
     scalar_like,
     slot_dtype,
     static_field,
-    new_slot,
 )
 from .scaling import scale_by_learning_rate
 from .weight_decay import maybe_weight_decay

@@ -46,8 +46,9 @@ class scale_by_rss(GradientTransformation):  # noqa: N801
     accumulator_dtype: Any = static_field(default=None)
 
     def __post_init__(self):
-        check_hparam("scale_by_rss", "initial_accumulator_value",
-                     self.initial_accumulator_value, low=0)
+        check_hparam(
+            "scale_by_rss", "initial_accumulator_value", self.initial_accumulator_value, low=0
+        )
         check_hparam("scale_by_rss", "eps", self.eps, low=0, low_open=True)
 
     def init(self, params):
@@ -64,7 +65,8 @@ class scale_by_rss(GradientTransformation):  # noqa: N801
             eps = scalar_like(self.eps, s)
             denom = jnp.sqrt(s + eps) if self.eps_in_sqrt else jnp.sqrt(s) + eps
             return (g / denom.astype(g.dtype)).astype(u.dtype), s.astype(
-                slot_dtype(u, self.accumulator_dtype, real=True))
+                slot_dtype(u, self.accumulator_dtype, real=True)
+            )
 
         updates, s = map_updates(f, updates, state.sum_of_squares, n_out=2)
         return updates, RssState(sum_of_squares=s)

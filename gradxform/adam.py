@@ -23,13 +23,13 @@ from .base import (
     map_params,
     map_updates,
     named_chain,
+    new_slot,
     safe_increment,
     scalar_dtype,
     scalar_like,
     slot_dtype,
     static_field,
     zero_count,
-    new_slot,
 )
 from .scaling import scale_by_learning_rate
 from .weight_decay import add_decayed_weights, maybe_weight_decay
@@ -70,8 +70,11 @@ def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
     if scalar_dtype() == jnp.float64:
         return 1 - jnp.asarray(beta, jnp.float64) ** t
     concrete = _concrete_number(beta)
-    log_beta = math.log(concrete) if concrete is not None and concrete > 0 else jnp.log(
-        jnp.asarray(beta, scalar_dtype()))
+    log_beta = (
+        math.log(concrete)
+        if concrete is not None and concrete > 0
+        else jnp.log(jnp.asarray(beta, scalar_dtype()))
+    )
     return -jnp.expm1(t * log_beta)
 
 
@@ -135,13 +138,15 @@ class scale_by_adam(GradientTransformation):  # noqa: N801
                 m_hat = m * scalar_like(c1, g)
             denom = jnp.sqrt(vmax * scalar_like(c2, v) + scalar_like(self.eps_root, v))
             out = m_hat / (denom + scalar_like(self.eps, v)).astype(g.dtype)
-            return (out.astype(u.dtype), m.astype(slot_dtype(u, self.mu_dtype)),
-                    v.astype(slot_dtype(u, self.nu_dtype, real=True)),
-                    vmax.astype(slot_dtype(u, self.nu_dtype, real=True)))
+            return (
+                out.astype(u.dtype),
+                m.astype(slot_dtype(u, self.mu_dtype)),
+                v.astype(slot_dtype(u, self.nu_dtype, real=True)),
+                vmax.astype(slot_dtype(u, self.nu_dtype, real=True)),
+            )
 
         updates, mu, nu, vmax = map_updates(f, updates, state.mu, state.nu, nu_max, n_out=4)
-        return updates, AdamState(count=count, mu=mu, nu=nu,
-                                  nu_max=vmax if self.amsgrad else None)
+        return updates, AdamState(count=count, mu=mu, nu=nu, nu_max=vmax if self.amsgrad else None)
 
 
 class NadamState(NamedTuple):
@@ -172,8 +177,7 @@ class scale_by_nadam(GradientTransformation):  # noqa: N801
 
     def init(self, params):
         mu, nu = init_moments(params, self.mu_dtype, self.nu_dtype)
-        return NadamState(count=zero_count(), mu_product=jnp.ones([], scalar_dtype()),
-                          mu=mu, nu=nu)
+        return NadamState(count=zero_count(), mu_product=jnp.ones([], scalar_dtype()), mu=mu, nu=nu)
 
     def update(self, updates, state, params=None, **extra):
         count = safe_increment(state.count)
@@ -191,8 +195,11 @@ class scale_by_nadam(GradientTransformation):  # noqa: N801
             m, v = update_moments(g, m, v, b1, b2)
             denom = jnp.sqrt(v * scalar_like(c2, v)) + scalar_like(self.eps, v)
             out = (scalar_like(coef_g, g) * g + scalar_like(coef_m, g) * m) / denom.astype(g.dtype)
-            return (out.astype(u.dtype), m.astype(slot_dtype(u, self.mu_dtype)),
-                    v.astype(slot_dtype(u, self.nu_dtype, real=True)))
+            return (
+                out.astype(u.dtype),
+                m.astype(slot_dtype(u, self.mu_dtype)),
+                v.astype(slot_dtype(u, self.nu_dtype, real=True)),
+            )
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, NadamState(count=count, mu_product=prod, mu=mu, nu=nu)
@@ -221,8 +228,16 @@ def adam(
     return named_chain(
         "adam",
         maybe_weight_decay(weight_decay, weight_decay_mask),
-        scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad, nesterov=nesterov,
-                      mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        scale_by_adam(
+            b1,
+            b2,
+            eps,
+            eps_root,
+            amsgrad=amsgrad,
+            nesterov=nesterov,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        ),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -249,8 +264,16 @@ def adamw(
     """
     return named_chain(
         "adamw",
-        scale_by_adam(b1, b2, eps, eps_root, amsgrad=amsgrad, nesterov=nesterov,
-                      mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        scale_by_adam(
+            b1,
+            b2,
+            eps,
+            eps_root,
+            amsgrad=amsgrad,
+            nesterov=nesterov,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        ),
         add_decayed_weights(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -271,8 +294,17 @@ def amsgrad(
 
     v_max <- max(v_max, v_t);  p <- p - lr_t m_hat / (sqrt(v_max / (1 - b2^t)) + eps).
     """
-    tx = adam(learning_rate, b1, b2, eps, True, weight_decay, weight_decay_mask,
-              mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    tx = adam(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        True,
+        weight_decay,
+        weight_decay_mask,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
     return named_chain("amsgrad", *tx.transforms)
 
 

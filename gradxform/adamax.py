@@ -14,13 +14,13 @@ from .base import (
     map_params,
     map_updates,
     named_chain,
+    new_slot,
     safe_increment,
     scalar_dtype,
     scalar_like,
     slot_dtype,
     static_field,
     zero_count,
-    new_slot,
 )
 from .scaling import scale_by_learning_rate
 from .weight_decay import maybe_weight_decay
@@ -54,8 +54,7 @@ class scale_by_adamax(GradientTransformation):  # noqa: N801
         return AdamaxState(
             count=zero_count(),
             mu=map_params(lambda p: new_slot(p, slot_dtype(p, self.mu_dtype)), params),
-            nu=map_params(lambda p: new_slot(p, slot_dtype(p, self.nu_dtype, real=True)),
-                          params),
+            nu=map_params(lambda p: new_slot(p, slot_dtype(p, self.nu_dtype, real=True)), params),
         )
 
     def update(self, updates, state, params=None, **extra):
@@ -68,11 +67,15 @@ class scale_by_adamax(GradientTransformation):  # noqa: N801
             m = m.astype(g.dtype)
             m = m + scalar_like(1 - b1, g) * (g - m)
             a = jnp.abs(g)
-            n = jnp.maximum(scalar_like(self.b2, a) * n.astype(a.dtype),
-                            a + scalar_like(self.eps, a))
+            n = jnp.maximum(
+                scalar_like(self.b2, a) * n.astype(a.dtype), a + scalar_like(self.eps, a)
+            )
             out = m * scalar_like(c1, g) / n.astype(g.dtype)
-            return (out.astype(u.dtype), m.astype(slot_dtype(u, self.mu_dtype)),
-                    n.astype(slot_dtype(u, self.nu_dtype, real=True)))
+            return (
+                out.astype(u.dtype),
+                m.astype(slot_dtype(u, self.mu_dtype)),
+                n.astype(slot_dtype(u, self.nu_dtype, real=True)),
+            )
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, AdamaxState(count=count, mu=mu, nu=nu)

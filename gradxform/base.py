@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -131,9 +132,7 @@ class Module:
 
     def __repr__(self) -> str:
         args = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}"
-            for f in dataclasses.fields(self)
-            if f.repr
+            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
         )
         return f"{type(self).__name__}({args})"
 
@@ -323,15 +322,21 @@ def check_tree_structure(
     ea, eb = names
     lines = [f"tree structures differ ({ea} vs {eb})."]
     if missing:
-        lines.append(f"  first path in {ea} but not in {eb}: {missing[0] or '<root>'}"
-                     f" ({len(missing)} such path(s))")
+        lines.append(
+            f"  first path in {ea} but not in {eb}: {missing[0] or '<root>'}"
+            f" ({len(missing)} such path(s))"
+        )
     if extra:
-        lines.append(f"  first path in {eb} but not in {ea}: {extra[0] or '<root>'}"
-                     f" ({len(extra)} such path(s))")
+        lines.append(
+            f"  first path in {eb} but not in {ea}: {extra[0] or '<root>'}"
+            f" ({len(extra)} such path(s))"
+        )
     if both:
         k = both[0]
-        lines.append(f"  first path that is None in one tree only: {k or '<root>'}: "
-                     f"{ea} {_describe(da[k])}, {eb} {_describe(db[k])}")
+        lines.append(
+            f"  first path that is None in one tree only: {k or '<root>'}: "
+            f"{ea} {_describe(da[k])}, {eb} {_describe(db[k])}"
+        )
     if not (missing or extra or both):
         lines.append("  same leaf paths but different node types")
     lines.append(f"  {ea}: {ta}")
@@ -546,8 +551,12 @@ class chain(GradientTransformation):  # noqa: N801
     names: tuple = static_field()
     name: str | None = static_field(default=None)
 
-    def __init__(self, *transforms: GradientTransformation, name: str | None = None,
-                 **named: GradientTransformation):
+    def __init__(
+        self,
+        *transforms: GradientTransformation,
+        name: str | None = None,
+        **named: GradientTransformation,
+    ):
         all_tx = (*transforms, *named.values())
         for i, t in enumerate(all_tx):
             if not (hasattr(t, "init") and hasattr(t, "update")):
@@ -592,8 +601,10 @@ class chain(GradientTransformation):  # noqa: N801
 
     def __repr__(self) -> str:
         auto = _unique_names(self.transforms)
-        parts = [repr(t) if n == a else f"{n}={t!r}"
-                 for t, n, a in zip(self.transforms, self.names, auto)]
+        parts = [
+            repr(t) if n == a else f"{n}={t!r}"
+            for t, n, a in zip(self.transforms, self.names, auto)
+        ]
         if self.name:
             parts.append(f"name={self.name!r}")
         return f"chain({', '.join(parts)})"

@@ -78,8 +78,10 @@ def main() -> None:
         ("Momentum", gx.momentum(learning_rate=0.05, momentum=0.9), BATCH),
         ("Adam", gx.adam(learning_rate=0.01), BATCH),
     ]
-    print(f"Iris logistic regression, {EPOCHS} epochs, mini-batch {BATCH} "
-          f"(jax {jax.__version__}, {jax.default_backend()})")
+    print(
+        f"Iris logistic regression, {EPOCHS} epochs, mini-batch {BATCH} "
+        f"(jax {jax.__version__}, {jax.default_backend()})"
+    )
     header = f"{'optimizer':<18}{'train loss':>12}{'train acc':>11}{'test acc':>10}{'time s':>8}"
     print(header)
     print("-" * len(header))
@@ -88,8 +90,10 @@ def main() -> None:
         params = train(tx, train_set, bs)
         dt = time.perf_counter() - t0
         loss = float(loss_fn(params, *(jnp.asarray(a) for a in train_set)))
-        print(f"{label:<18}{loss:>12.4f}{accuracy(params, *train_set):>11.3f}"
-              f"{accuracy(params, *test_set):>10.3f}{dt:>8.2f}")
+        print(
+            f"{label:<18}{loss:>12.4f}{accuracy(params, *train_set):>11.3f}"
+            f"{accuracy(params, *test_set):>10.3f}{dt:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ from .base import (
     map_params,
     map_updates,
     named_chain,
+    new_slot,
     scalar_like,
     slot_dtype,
     static_field,
-    new_slot,
 )
 from .scaling import scale_by_learning_rate
 from .weight_decay import maybe_weight_decay
@@ -43,8 +43,7 @@ class scale_by_lion(GradientTransformation):  # noqa: N801
         check_betas("scale_by_lion", self.b1, self.b2, 1.0)
 
     def init(self, params):
-        return LionState(mu=map_params(lambda p: new_slot(p, slot_dtype(p, self.mu_dtype)),
-                                       params))
+        return LionState(mu=map_params(lambda p: new_slot(p, slot_dtype(p, self.mu_dtype)), params))
 
     def update(self, updates, state, params=None, **extra):
         def f(u, m):

@@ -76,10 +76,15 @@ class scale_by_radam(GradientTransformation):  # noqa: N801
             g = u.astype(compute_dtype(u))
             m, v = update_moments(g, m, v, b1, b2)
             m_hat = m * scalar_like(c1, g)
-            scaled = m_hat * (scalar_like(adaptive, v) / (jnp.sqrt(v) + scalar_like(self.eps, v))).astype(g.dtype)
+            scaled = m_hat * (
+                scalar_like(adaptive, v) / (jnp.sqrt(v) + scalar_like(self.eps, v))
+            ).astype(g.dtype)
             out = jnp.where(rectify, scaled, m_hat)
-            return (out.astype(u.dtype), m.astype(slot_dtype(u, self.mu_dtype)),
-                    v.astype(slot_dtype(u, self.nu_dtype, real=True)))
+            return (
+                out.astype(u.dtype),
+                m.astype(slot_dtype(u, self.mu_dtype)),
+                v.astype(slot_dtype(u, self.nu_dtype, real=True)),
+            )
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, AdamState(count=count, mu=mu, nu=nu, nu_max=None)

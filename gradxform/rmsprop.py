@@ -15,10 +15,10 @@ from .base import (
     map_params,
     map_updates,
     named_chain,
+    new_slot,
     scalar_like,
     slot_dtype,
     static_field,
-    new_slot,
 )
 from .scaling import scale_by_learning_rate
 from .sgd import scale_by_momentum
@@ -60,8 +60,7 @@ class scale_by_rms(GradientTransformation):  # noqa: N801
 
         mu = None
         if self.centered:
-            mu = map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)),
-                            params)
+            mu = map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)), params)
         return RmsState(nu=map_params(nu, params), mu=mu)
 
     def update(self, updates, state, params=None, **extra):
@@ -80,7 +79,11 @@ class scale_by_rms(GradientTransformation):  # noqa: N801
             eps = scalar_like(self.eps, var)
             denom = jnp.sqrt(var + eps) if self.eps_in_sqrt else jnp.sqrt(var) + eps
             acc = slot_dtype(u, self.accumulator_dtype)
-            return (g / denom.astype(g.dtype)).astype(u.dtype), nu.astype(jnp.finfo(acc).dtype), mu.astype(acc)
+            return (
+                (g / denom.astype(g.dtype)).astype(u.dtype),
+                nu.astype(jnp.finfo(acc).dtype),
+                mu.astype(acc),
+            )
 
         updates, nu, mu = map_updates(f, updates, state.nu, mu_tree, n_out=3)
         return updates, RmsState(nu=nu, mu=mu if self.centered else None)

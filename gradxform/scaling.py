@@ -62,8 +62,9 @@ class scale_by_learning_rate(GradientTransformation):  # noqa: N801
     flip_sign: bool = static_field(default=True)
 
     def __post_init__(self):
-        check_hparam("scale_by_learning_rate", "learning_rate", self.learning_rate, low=0,
-                     schedule=True)
+        check_hparam(
+            "scale_by_learning_rate", "learning_rate", self.learning_rate, low=0, schedule=True
+        )
 
     def init(self, params):
         return ScaleByLearningRateState(count=zero_count())

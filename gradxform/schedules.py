@@ -105,8 +105,9 @@ class polynomial_schedule(Schedule):  # noqa: N801
             check_hparam("polynomial_schedule", n, getattr(self, n))
         check_hparam("polynomial_schedule", "power", self.power, low=0, low_open=True)
         _check_steps("polynomial_schedule", "transition_steps", self.transition_steps)
-        _check_steps("polynomial_schedule", "transition_begin", self.transition_begin,
-                     allow_zero=True)
+        _check_steps(
+            "polynomial_schedule", "transition_begin", self.transition_begin, allow_zero=True
+        )
 
     def __call__(self, count):
         frac = _progress(count, self.transition_begin, self.transition_steps)
@@ -132,8 +133,9 @@ class exponential_decay(Schedule):  # noqa: N801
         check_hparam("exponential_decay", "init_value", self.init_value)
         check_hparam("exponential_decay", "decay_rate", self.decay_rate, low=0, low_open=True)
         _check_steps("exponential_decay", "transition_steps", self.transition_steps)
-        _check_steps("exponential_decay", "transition_begin", self.transition_begin,
-                     allow_zero=True)
+        _check_steps(
+            "exponential_decay", "transition_begin", self.transition_begin, allow_zero=True
+        )
         if self.end_value is not None:
             check_hparam("exponential_decay", "end_value", self.end_value)
 
@@ -143,8 +145,9 @@ class exponential_decay(Schedule):  # noqa: N801
             p = jnp.floor(p)
         v = self.init_value * jnp.asarray(self.decay_rate, scalar_dtype()) ** p
         if self.end_value is not None:
-            v = jnp.where(self.decay_rate < 1, jnp.maximum(v, self.end_value),
-                          jnp.minimum(v, self.end_value))
+            v = jnp.where(
+                self.decay_rate < 1, jnp.maximum(v, self.end_value), jnp.minimum(v, self.end_value)
+            )
         return v
 
 
@@ -286,8 +289,7 @@ class one_cycle_schedule(Schedule):  # noqa: N801
         o = "one_cycle_schedule"
         _check_steps(o, "transition_steps", self.transition_steps)
         check_hparam(o, "peak_value", self.peak_value)
-        check_hparam(o, "pct_start", self.pct_start, low=0, high=1, low_open=True,
-                     high_open=True)
+        check_hparam(o, "pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True)
         check_hparam(o, "div_factor", self.div_factor, low=0, low_open=True)
         check_hparam(o, "final_div_factor", self.final_div_factor, low=0, low_open=True)
 

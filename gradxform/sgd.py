@@ -30,6 +30,7 @@ from .base import (
     map_params,
     map_updates,
     named_chain,
+    new_slot,
     resolve,
     safe_increment,
     scalar_dtype,
@@ -37,7 +38,6 @@ from .base import (
     slot_dtype,
     static_field,
     zero_count,
-    new_slot,
 )
 from .scaling import scale_by_learning_rate
 from .weight_decay import maybe_weight_decay
@@ -79,8 +79,9 @@ class scale_by_momentum(GradientTransformation):  # noqa: N801
     def init(self, params):
         return MomentumState(
             count=zero_count(),
-            velocity=map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)),
-                                params),
+            velocity=map_params(
+                lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)), params
+            ),
         )
 
     def update(self, updates, state, params=None, **extra):
@@ -121,8 +122,7 @@ class ema(GradientTransformation):  # noqa: N801
     def init(self, params):
         return EmaState(
             count=zero_count(),
-            ema=map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)),
-                           params),
+            ema=map_params(lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)), params),
         )
 
     def update(self, updates, state, params=None, **extra):
@@ -135,7 +135,8 @@ class ema(GradientTransformation):  # noqa: N801
             d = scalar_like(self.decay, g)
             e = d * e.astype(g.dtype) + (1 - d) * g
             return (e * scalar_like(corr, g)).astype(u.dtype), e.astype(
-                slot_dtype(u, self.accumulator_dtype))
+                slot_dtype(u, self.accumulator_dtype)
+            )
 
         updates, e = map_updates(f, updates, state.ema, n_out=2)
         return updates, EmaState(count=count, ema=e)

@@ -48,9 +48,7 @@ def global_norm(tree: PyTree) -> jax.Array:
     if not leaves:
         return jnp.zeros([], jnp.float32)
     dt = wider_dtype(*[jnp.finfo(compute_dtype(x)).dtype for x in leaves])
-    total = sum(
-        jnp.sum(jnp.abs(x.astype(compute_dtype(x))) ** 2).astype(dt) for x in leaves
-    )
+    total = sum(jnp.sum(jnp.abs(x.astype(compute_dtype(x))) ** 2).astype(dt) for x in leaves)
     return jnp.sqrt(total)
 
 

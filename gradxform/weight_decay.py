@@ -95,8 +95,7 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
     mask: Any = static_field(default=None)
 
     def __post_init__(self):
-        check_hparam("add_decayed_weights", "weight_decay", self.weight_decay, low=0,
-                     schedule=True)
+        check_hparam("add_decayed_weights", "weight_decay", self.weight_decay, low=0, schedule=True)
         object.__setattr__(self, "mask", _freeze_mask("add_decayed_weights", self.mask))
 
     def init(self, params):
@@ -162,8 +161,7 @@ class proximal_l1(GradientTransformation):  # noqa: N801
 
     def __post_init__(self):
         check_hparam("proximal_l1", "strength", self.strength, low=0)
-        check_hparam("proximal_l1", "learning_rate", self.learning_rate, low=0,
-                     schedule=True)
+        check_hparam("proximal_l1", "learning_rate", self.learning_rate, low=0, schedule=True)
 
     def init(self, params):
         return WeightDecayState(count=zero_count())

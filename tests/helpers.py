@@ -19,7 +19,9 @@ def quadratic(dtype=jnp.float32):
 
     def loss(p):
         x = jnp.concatenate([p["a"], p["b"]]).astype(jnp.float32)
-        return 0.5 * jnp.sum(jnp.asarray(QUAD_D, jnp.float32) * (x - QUAD_XSTAR.astype(np.float32)) ** 2)
+        return 0.5 * jnp.sum(
+            jnp.asarray(QUAD_D, jnp.float32) * (x - QUAD_XSTAR.astype(np.float32)) ** 2
+        )
 
     x0 = {"a": jnp.zeros(2, dtype), "b": jnp.zeros(3, dtype)}
     xs = {"a": jnp.asarray(QUAD_XSTAR[:2], dtype), "b": jnp.asarray(QUAD_XSTAR[2:], dtype)}
@@ -43,9 +45,7 @@ def beale(dtype=jnp.float64):
 
     def loss(p):
         x, y = p["x"], p["y"]
-        return (
-            (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
-        )
+        return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
 
     x0 = {"x": jnp.asarray(1.0, dtype), "y": jnp.asarray(1.0, dtype)}
     xs = {"x": jnp.asarray(3.0, dtype), "y": jnp.asarray(0.5, dtype)}
@@ -67,12 +67,12 @@ def himmelblau(dtype=jnp.float64):
 def logistic_regression(n=200, d=5, seed=0):
     """Separable-ish synthetic binary logistic regression with L2 (unique minimum)."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d)).astype(np.float32)
+    xs = rng.normal(size=(n, d)).astype(np.float32)
     w_true = rng.normal(size=d).astype(np.float32)
-    y = (X @ w_true + 0.5 * rng.normal(size=n) > 0).astype(np.float32)
+    y = (xs @ w_true + 0.5 * rng.normal(size=n) > 0).astype(np.float32)
 
     def loss(p):
-        z = jnp.asarray(X) @ p["w"] + p["b"]
+        z = jnp.asarray(xs) @ p["w"] + p["b"]
         nll = jnp.mean(jnp.logaddexp(0.0, z) - jnp.asarray(y) * z)
         return nll + 1e-2 * 0.5 * jnp.sum(p["w"] ** 2)
 

@@ -32,8 +32,7 @@ def test_transforms_are_values():
 
 def test_hyperparameters_found_by_path():
     tx = gx.adamw(learning_rate=gx.cosine_decay_schedule(1e-3, 100), weight_decay=0.1)
-    paths = {jax.tree_util.keystr(p): v
-             for p, v in jax.tree_util.tree_flatten_with_path(tx)[0]}
+    paths = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(tx)[0]}
     assert paths[".scale_by_adam.b1"] == 0.9
     assert paths[".add_decayed_weights.weight_decay"] == 0.1
     assert paths[".scale_by_learning_rate.learning_rate.init_value"] == 1e-3
@@ -82,13 +81,20 @@ def test_static_transform_under_jit_like_flax_train_state():
 
 
 def test_chain_state_addressable_by_name_and_index():
-    tx = gx.chain(gx.clip_by_global_norm(1.0), gx.scale_by_adam(),
-                  gx.add_decayed_weights(1e-4),
-                  gx.scale_by_learning_rate(gx.cosine_decay_schedule(1e-3, 10_000)))
+    tx = gx.chain(
+        gx.clip_by_global_norm(1.0),
+        gx.scale_by_adam(),
+        gx.add_decayed_weights(1e-4),
+        gx.scale_by_learning_rate(gx.cosine_decay_schedule(1e-3, 10_000)),
+    )
     p = {"w": jnp.ones(3)}
     s = tx.init(p)
-    assert s.names == ("clip_by_global_norm", "scale_by_adam", "add_decayed_weights",
-                       "scale_by_learning_rate")
+    assert s.names == (
+        "clip_by_global_norm",
+        "scale_by_adam",
+        "add_decayed_weights",
+        "scale_by_learning_rate",
+    )
     assert s["scale_by_adam"] is s.scale_by_adam is s[1]
     _, s = tx.update({"w": jnp.ones(3)}, s, p)
     assert int(s.scale_by_adam.count) == 1 and int(s[3].count) == 1
@@ -102,7 +108,8 @@ def test_chain_naming():
     tx = gx.chain(gx.scale(2.0), gx.scale(3.0), clipper=gx.clip(1.0))
     assert tx.names == ("scale_0", "scale_1", "clipper")
     assert repr(tx) == (
-        "chain(scale(step_size=2.0), scale(step_size=3.0), clipper=clip(max_delta=1.0))")
+        "chain(scale(step_size=2.0), scale(step_size=3.0), clipper=clip(max_delta=1.0))"
+    )
     assert eval(repr(tx), vars(gx)) == tx
     u, _ = tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.ones(2)}))
     np.testing.assert_array_equal(np.asarray(u["w"]), 1.0)  # 6 clipped to 1
@@ -132,8 +139,9 @@ def test_identity_stateless_set_to_zero():
     g = {"w": jnp.arange(3.0)}
     assert gx.identity().update(g, gx.identity().init(g))[0] is g
     double = gx.stateless(lambda u, p: jax.tree_util.tree_map(lambda x: 2 * x, u))
-    np.testing.assert_array_equal(np.asarray(double.update(g, double.init(g))[0]["w"]),
-                                  [0.0, 2.0, 4.0])
+    np.testing.assert_array_equal(
+        np.asarray(double.update(g, double.init(g))[0]["w"]), [0.0, 2.0, 4.0]
+    )
     z = gx.set_to_zero().update(g, gx.EmptyState())[0]["w"]
     assert z.dtype == g["w"].dtype
     np.testing.assert_array_equal(np.asarray(z), 0.0)
@@ -145,8 +153,7 @@ def test_apply_updates_adds_in_wider_dtype_and_casts_back(dtype):
     u = {"w": jnp.asarray([1e-3, 0.75], jnp.float32), "skip": None, "tag": "x"}
     new = gx.apply_updates(p, u)
     assert new["w"].dtype == jnp.dtype(dtype) and new["skip"] is None and new["tag"] == "x"
-    expected = (np.asarray(p["w"], np.float32) + np.asarray(u["w"])).astype(
-        jnp.dtype(dtype))
+    expected = (np.asarray(p["w"], np.float32) + np.asarray(u["w"])).astype(jnp.dtype(dtype))
     np.testing.assert_array_equal(np.asarray(new["w"]), expected)
 
 
@@ -155,11 +162,16 @@ def test_structure_mismatch_names_the_path():
     p = {"enc": {"w": jnp.ones(2), "b": jnp.ones(1)}, "dec": jnp.ones(2)}
     s = tx.init(p)
     bad = {"enc": {"w": jnp.ones(2), "bias": jnp.ones(1)}, "dec": jnp.ones(2)}
-    with pytest.raises(ValueError, match=r"first path in params but not in updates: "
-                                         r"\['enc'\]\['b'\]") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"first path in params but not in updates: "
+        r"\['enc'\]\['b'\]",
+    ) as info:
         tx.update(bad, s, p)
     assert "['enc']['bias']" in str(info.value)
-    with pytest.raises(ValueError, match=r"in updates but not in state slot 0: \['enc'\]\['bias'\]"):
+    with pytest.raises(
+        ValueError, match=r"in updates but not in state slot 0: \['enc'\]\['bias'\]"
+    ):
         tx.update(bad, s)  # no params: caught against the state
     with pytest.raises(ValueError, match=r"params vs updates"):
         gx.apply_updates(p, bad)
@@ -177,8 +189,11 @@ def test_integer_params_are_rejected_with_their_path():
         gx.adam(1e-3).init({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)})
 
 
-@pytest.mark.parametrize("tx", [gx.add_decayed_weights(0.1), gx.add_l1_subgradient(0.1),
-                                gx.proximal_l1(0.1, 0.1)], ids=lambda t: type(t).__name__)
+@pytest.mark.parametrize(
+    "tx",
+    [gx.add_decayed_weights(0.1), gx.add_l1_subgradient(0.1), gx.proximal_l1(0.1, 0.1)],
+    ids=lambda t: type(t).__name__,
+)
 def test_transforms_that_need_params_say_so(tx):
     g = {"w": jnp.ones(2)}
     with pytest.raises(ValueError, match="needs the current parameters"):

@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import logistic_regression, max_dist, quadratic, rosenbrock, run
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import gradxform as gx
-from helpers import logistic_regression, max_dist, quadratic, rosenbrock, run
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,9 @@ REGISTRY = {
     "adadelta": Case(dict(learning_rate=1.0), dict(learning_rate=0.1), rosen_tol=0.1),
     "rmsprop": Case(dict(learning_rate=0.01), dict(learning_rate=3e-4, decay=0.9)),
     "adam": Case(dict(learning_rate=0.05), dict(learning_rate=0.02)),
-    "adamw": Case(dict(learning_rate=0.05, weight_decay=0.0),
-                  dict(learning_rate=0.02, weight_decay=0.0)),
+    "adamw": Case(
+        dict(learning_rate=0.05, weight_decay=0.0), dict(learning_rate=0.02, weight_decay=0.0)
+    ),
     "amsgrad": Case(dict(learning_rate=0.05), dict(learning_rate=0.05)),
     "nadam": Case(dict(learning_rate=0.05), dict(learning_rate=3e-3)),
     "radam": Case(dict(learning_rate=0.05), dict(learning_rate=5e-3)),
@@ -269,16 +270,22 @@ BAD_HPARAMS = [
     ("sgd", {"learning_rate": math.nan}, "learning_rate.*got nan"),
     ("sgd", {"momentum": 1.0}, r"momentum must be a finite number in \[0, 1\)"),
     ("sgd", {"nesterov": True}, "nesterov=True requires momentum > 0"),
-    ("momentum", {"momentum": 0.9, "dampening": 0.5, "nesterov": True},
-     "nesterov=True requires dampening=0"),
+    (
+        "momentum",
+        {"momentum": 0.9, "dampening": 0.5, "nesterov": True},
+        "nesterov=True requires dampening=0",
+    ),
     ("adam", {"b1": 1.0}, r"b1 must be a finite number in \[0, 1\), got 1.0"),
     ("adam", {"b2": -0.1}, r"b2 must be a finite number in \[0, 1\)"),
     ("adam", {"eps": 0.0}, r"eps must be a finite number in \(0, inf\]"),
     ("adam", {"learning_rate": math.inf}, "learning_rate.*got inf"),
     ("adamw", {"weight_decay": -1e-2}, "weight_decay must be"),
     ("adagrad", {"lr_decay": -1.0}, "lr_decay must be"),
-    ("adagrad", {"learning_rate": gx.constant_schedule(0.1), "lr_decay": 0.1},
-     "either a learning_rate schedule or lr_decay"),
+    (
+        "adagrad",
+        {"learning_rate": gx.constant_schedule(0.1), "lr_decay": 0.1},
+        "either a learning_rate schedule or lr_decay",
+    ),
     ("rmsprop", {"decay": 1.5}, r"decay must be a finite number in \[0, 1\]"),
     ("adadelta", {"rho": -0.5}, "rho must be"),
     ("nadam", {"momentum_decay": -1.0}, "momentum_decay must be"),
@@ -288,8 +295,9 @@ BAD_HPARAMS = [
 ]
 
 
-@pytest.mark.parametrize("name,kwargs,match", BAD_HPARAMS,
-                         ids=[f"{n}-{'-'.join(k)}" for n, k, _ in BAD_HPARAMS])
+@pytest.mark.parametrize(
+    "name,kwargs,match", BAD_HPARAMS, ids=[f"{n}-{'-'.join(k)}" for n, k, _ in BAD_HPARAMS]
+)
 def test_bad_hyperparameters_raise_at_construction(name, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         getattr(gx, name)(**kwargs)
@@ -299,8 +307,9 @@ def test_schedulable_hyperparameters():
     p = {"w": jnp.ones(3)}
     g = {"w": jnp.ones(3)}
     lr = gx.piecewise_constant_schedule((1,), (0.1, 0.01))
-    tx = gx.sgd(lr, momentum=gx.constant_schedule(0.5),
-                weight_decay=gx.linear_schedule(0.0, 1.0, 1))
+    tx = gx.sgd(
+        lr, momentum=gx.constant_schedule(0.5), weight_decay=gx.linear_schedule(0.0, 1.0, 1)
+    )
     s = tx.init(p)
     u1, s = tx.update(g, s, p)  # wd 0, v = 1, lr 0.1
     np.testing.assert_allclose(np.asarray(u1["w"]), -0.1, rtol=1e-6)

@@ -37,9 +37,7 @@ GRADS = [
     {"a": np.array([0.25, -1.0, 3.0]), "b": np.array([[-0.5, 1.5], [0.0, 2.0]])},
 ]
 # Seven steps for RAdam: the three above, then rescaled repeats.
-GRADS_LONG = [
-    {k: v * (1.0 + 0.25 * (i // 3)) for k, v in GRADS[i % 3].items()} for i in range(7)
-]
+GRADS_LONG = [{k: v * (1.0 + 0.25 * (i // 3)) for k, v in GRADS[i % 3].items()} for i in range(7)]
 PARAMS = {"a": np.array([0.5, -1.5, 0.0]), "b": np.array([[2.0, -1.0], [0.0, -3.0]])}
 KEYS = ("a", "b")
 
@@ -96,8 +94,7 @@ def ref_tree(ref, grads):
     every leaf; returns [dict slot -> tree per step]."""
     per_leaf = {k: ref([g[k] for g in grads]) for k in KEYS}
     n = len(grads)
-    return [{s: {k: per_leaf[k][t][s] for k in KEYS} for s in per_leaf["a"][t]}
-            for t in range(n)]
+    return [{s: {k: per_leaf[k][t][s] for k in KEYS} for s in per_leaf["a"][t]} for t in range(n)]
 
 
 # --------------------------------------------------------------------------------------
@@ -163,8 +160,16 @@ def ref_adadelta(gs, rho, eps):
     return out
 
 
-def ref_adam(gs, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, bias_correction=True,
-             amsgrad=False, nesterov=False):
+def ref_adam(
+    gs,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    eps_root=0.0,
+    bias_correction=True,
+    amsgrad=False,
+    nesterov=False,
+):
     # Kingma & Ba / torch.optim.Adam; amsgrad: max over the raw v, then bias-correct;
     # nesterov (Dozat 2016): m_hat = b1 m_t / (1 - b1^(t+1)) + (1 - b1) g / (1 - b1^t).
     m, v, vmax, out = np.zeros_like(gs[0]), np.zeros_like(gs[0]), np.zeros_like(gs[0]), []
@@ -172,8 +177,9 @@ def ref_adam(gs, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, bias_correction=True,
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         vmax = np.maximum(vmax, v)
-        bc1, bc1_next, bc2 = (1 - b1**t, 1 - b1 ** (t + 1), 1 - b2**t) if bias_correction \
-            else (1.0, 1.0, 1.0)
+        bc1, bc1_next, bc2 = (
+            (1 - b1**t, 1 - b1 ** (t + 1), 1 - b2**t) if bias_correction else (1.0, 1.0, 1.0)
+        )
         if nesterov:
             m_hat = b1 * m / bc1_next + (1 - b1) * g / bc1
         else:
@@ -214,8 +220,9 @@ def ref_radam(gs, b1=0.9, b2=0.999, eps=1e-8, threshold=5.0):
         m_hat = m / bc1
         rho_t = rho_inf - 2 * t * b2**t / bc2
         if rho_t > threshold:
-            r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
-                          / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            r = math.sqrt(
+                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            )
             u = m_hat * r * math.sqrt(bc2) / (np.sqrt(v) + eps)
         else:
             u = m_hat
@@ -250,82 +257,153 @@ def ref_lion(gs, b1=0.9, b2=0.99):
 
 ELEMENTWISE = [
     # scale_by_momentum
-    pytest.param(lambda: gx.scale_by_momentum(0.9), partial(ref_momentum, mu=0.9),
-                 ("velocity",), id="momentum"),
-    pytest.param(lambda: gx.scale_by_momentum(0.9, dampening=0.3),
-                 partial(ref_momentum, mu=0.9, dampening=0.3), ("velocity",),
-                 id="momentum-dampening"),
-    pytest.param(lambda: gx.scale_by_momentum(0.5, nesterov=True),
-                 partial(ref_momentum, mu=0.5, nesterov=True), ("velocity",),
-                 id="momentum-nesterov"),
+    pytest.param(
+        lambda: gx.scale_by_momentum(0.9),
+        partial(ref_momentum, mu=0.9),
+        ("velocity",),
+        id="momentum",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_momentum(0.9, dampening=0.3),
+        partial(ref_momentum, mu=0.9, dampening=0.3),
+        ("velocity",),
+        id="momentum-dampening",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_momentum(0.5, nesterov=True),
+        partial(ref_momentum, mu=0.5, nesterov=True),
+        ("velocity",),
+        id="momentum-nesterov",
+    ),
     # ema
-    pytest.param(lambda: gx.ema(0.8), partial(ref_ema, decay=0.8, debias=True), ("ema",),
-                 id="ema-debias"),
-    pytest.param(lambda: gx.ema(0.8, debias=False), partial(ref_ema, decay=0.8, debias=False),
-                 ("ema",), id="ema-no-debias"),
+    pytest.param(
+        lambda: gx.ema(0.8), partial(ref_ema, decay=0.8, debias=True), ("ema",), id="ema-debias"
+    ),
+    pytest.param(
+        lambda: gx.ema(0.8, debias=False),
+        partial(ref_ema, decay=0.8, debias=False),
+        ("ema",),
+        id="ema-no-debias",
+    ),
     # scale_by_rss
     pytest.param(lambda: gx.scale_by_rss(), ref_rss, ("sum_of_squares",), id="rss-default"),
-    pytest.param(lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3),
-                 partial(ref_rss, s0=0.1, eps=1e-3), ("sum_of_squares",), id="rss-init"),
-    pytest.param(lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3,
-                                         eps_in_sqrt=True),
-                 partial(ref_rss, s0=0.1, eps=1e-3, eps_in_sqrt=True), ("sum_of_squares",),
-                 id="rss-init-eps-in-sqrt"),
-    pytest.param(lambda: gx.scale_by_rss(eps=1e-3, eps_in_sqrt=True),
-                 partial(ref_rss, eps=1e-3, eps_in_sqrt=True), ("sum_of_squares",),
-                 id="rss-eps-in-sqrt"),
+    pytest.param(
+        lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3),
+        partial(ref_rss, s0=0.1, eps=1e-3),
+        ("sum_of_squares",),
+        id="rss-init",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3, eps_in_sqrt=True),
+        partial(ref_rss, s0=0.1, eps=1e-3, eps_in_sqrt=True),
+        ("sum_of_squares",),
+        id="rss-init-eps-in-sqrt",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_rss(eps=1e-3, eps_in_sqrt=True),
+        partial(ref_rss, eps=1e-3, eps_in_sqrt=True),
+        ("sum_of_squares",),
+        id="rss-eps-in-sqrt",
+    ),
     # scale_by_rms
-    pytest.param(lambda: gx.scale_by_rms(0.9), partial(ref_rms, decay=0.9, eps=1e-8),
-                 ("nu",), id="rms-plain"),
-    pytest.param(lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True),
-                 partial(ref_rms, decay=0.9, eps=1e-3, centered=True), ("nu", "mu"),
-                 id="rms-centered"),
-    pytest.param(lambda: gx.scale_by_rms(0.9, eps=1e-3, eps_in_sqrt=True),
-                 partial(ref_rms, decay=0.9, eps=1e-3, eps_in_sqrt=True), ("nu",),
-                 id="rms-eps-in-sqrt"),
-    pytest.param(lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
-                 partial(ref_rms, decay=0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
-                 ("nu", "mu"), id="rms-centered-eps-in-sqrt"),
-    pytest.param(lambda: gx.scale_by_rms(0.9, initial_scale=0.5),
-                 partial(ref_rms, decay=0.9, eps=1e-8, nu0=0.5), ("nu",),
-                 id="rms-initial-scale"),
+    pytest.param(
+        lambda: gx.scale_by_rms(0.9), partial(ref_rms, decay=0.9, eps=1e-8), ("nu",), id="rms-plain"
+    ),
+    pytest.param(
+        lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True),
+        partial(ref_rms, decay=0.9, eps=1e-3, centered=True),
+        ("nu", "mu"),
+        id="rms-centered",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_rms(0.9, eps=1e-3, eps_in_sqrt=True),
+        partial(ref_rms, decay=0.9, eps=1e-3, eps_in_sqrt=True),
+        ("nu",),
+        id="rms-eps-in-sqrt",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
+        partial(ref_rms, decay=0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
+        ("nu", "mu"),
+        id="rms-centered-eps-in-sqrt",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_rms(0.9, initial_scale=0.5),
+        partial(ref_rms, decay=0.9, eps=1e-8, nu0=0.5),
+        ("nu",),
+        id="rms-initial-scale",
+    ),
     # scale_by_adadelta
-    pytest.param(lambda: gx.scale_by_adadelta(), partial(ref_adadelta, rho=0.9, eps=1e-6),
-                 ("sq_avg", "delta_avg"), id="adadelta-default"),
-    pytest.param(lambda: gx.scale_by_adadelta(0.5, 1e-3),
-                 partial(ref_adadelta, rho=0.5, eps=1e-3), ("sq_avg", "delta_avg"),
-                 id="adadelta-rho0.5"),
+    pytest.param(
+        lambda: gx.scale_by_adadelta(),
+        partial(ref_adadelta, rho=0.9, eps=1e-6),
+        ("sq_avg", "delta_avg"),
+        id="adadelta-default",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_adadelta(0.5, 1e-3),
+        partial(ref_adadelta, rho=0.5, eps=1e-3),
+        ("sq_avg", "delta_avg"),
+        id="adadelta-rho0.5",
+    ),
     # scale_by_adam
     pytest.param(lambda: gx.scale_by_adam(), ref_adam, ("mu", "nu"), id="adam"),
-    pytest.param(lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False),
-                 partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False), ("mu", "nu"),
-                 id="adam-no-bias-correction"),
-    pytest.param(lambda: gx.scale_by_adam(0.9, 0.5, amsgrad=True),
-                 partial(ref_adam, b2=0.5, amsgrad=True), ("mu", "nu", "nu_max"),
-                 id="adam-amsgrad"),
-    pytest.param(lambda: gx.scale_by_adam(nesterov=True), partial(ref_adam, nesterov=True),
-                 ("mu", "nu"), id="adam-nesterov"),
-    pytest.param(lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False, nesterov=True),
-                 partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False, nesterov=True),
-                 ("mu", "nu"), id="adam-nesterov-no-bias-correction"),
-    pytest.param(lambda: gx.scale_by_adam(eps_root=1e-3), partial(ref_adam, eps_root=1e-3),
-                 ("mu", "nu"), id="adam-eps-root"),
+    pytest.param(
+        lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False),
+        partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False),
+        ("mu", "nu"),
+        id="adam-no-bias-correction",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_adam(0.9, 0.5, amsgrad=True),
+        partial(ref_adam, b2=0.5, amsgrad=True),
+        ("mu", "nu", "nu_max"),
+        id="adam-amsgrad",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_adam(nesterov=True),
+        partial(ref_adam, nesterov=True),
+        ("mu", "nu"),
+        id="adam-nesterov",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False, nesterov=True),
+        partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False, nesterov=True),
+        ("mu", "nu"),
+        id="adam-nesterov-no-bias-correction",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_adam(eps_root=1e-3),
+        partial(ref_adam, eps_root=1e-3),
+        ("mu", "nu"),
+        id="adam-eps-root",
+    ),
     # scale_by_nadam
     pytest.param(lambda: gx.scale_by_nadam(), ref_nadam, ("mu", "nu"), id="nadam"),
-    pytest.param(lambda: gx.scale_by_nadam(0.8, 0.9, 1e-6, momentum_decay=0.5),
-                 partial(ref_nadam, b1=0.8, b2=0.9, eps=1e-6, psi=0.5), ("mu", "nu"),
-                 id="nadam-psi0.5"),
+    pytest.param(
+        lambda: gx.scale_by_nadam(0.8, 0.9, 1e-6, momentum_decay=0.5),
+        partial(ref_nadam, b1=0.8, b2=0.9, eps=1e-6, psi=0.5),
+        ("mu", "nu"),
+        id="nadam-psi0.5",
+    ),
     # scale_by_radam (3 steps: never rectified at b2=0.999; both branches tested below)
     pytest.param(lambda: gx.scale_by_radam(), ref_radam, ("mu", "nu"), id="radam-3-steps"),
     # scale_by_adamax
     pytest.param(lambda: gx.scale_by_adamax(), ref_adamax, ("mu", "nu"), id="adamax"),
-    pytest.param(lambda: gx.scale_by_adamax(0.8, 0.5, 1e-3),
-                 partial(ref_adamax, b1=0.8, b2=0.5, eps=1e-3), ("mu", "nu"),
-                 id="adamax-b2-0.5"),
+    pytest.param(
+        lambda: gx.scale_by_adamax(0.8, 0.5, 1e-3),
+        partial(ref_adamax, b1=0.8, b2=0.5, eps=1e-3),
+        ("mu", "nu"),
+        id="adamax-b2-0.5",
+    ),
     # scale_by_lion
     pytest.param(lambda: gx.scale_by_lion(), ref_lion, ("mu",), id="lion"),
-    pytest.param(lambda: gx.scale_by_lion(0.5, 0.9), partial(ref_lion, b1=0.5, b2=0.9),
-                 ("mu",), id="lion-b1-0.5"),
+    pytest.param(
+        lambda: gx.scale_by_lion(0.5, 0.9),
+        partial(ref_lion, b1=0.5, b2=0.9),
+        ("mu",),
+        id="lion-b1-0.5",
+    ),
 ]
 
 
@@ -341,8 +419,7 @@ def test_stateful_elementwise_first_steps(make_tx, ref, slots):
         if "count" in state._fields:
             assert int(state.count) == t
         if "mu_product" in exp:
-            np.testing.assert_allclose(float(state.mu_product), exp["mu_product"]["a"],
-                                       rtol=RTOL)
+            np.testing.assert_allclose(float(state.mu_product), exp["mu_product"]["a"], rtol=RTOL)
 
 
 def test_momentum_first_step_is_undamped():
@@ -369,8 +446,7 @@ def test_adam_amsgrad_uses_running_max_of_raw_nu():
     assert float(ams[1][0]["b"][0, 1]) == pytest.approx(expected, rel=RTOL)
     assert float(ams[1][0]["b"][0, 1]) != pytest.approx(float(plain[1][0]["b"][0, 1]))
     # Where v only grows, amsgrad and adam agree.
-    np.testing.assert_allclose(np.asarray(ams[0][0]["a"]), np.asarray(plain[0][0]["a"]),
-                               rtol=RTOL)
+    np.testing.assert_allclose(np.asarray(ams[0][0]["a"]), np.asarray(plain[0][0]["a"]), rtol=RTOL)
 
 
 def test_adam_first_step_is_sign_like():
@@ -387,8 +463,7 @@ def test_adam_float32():
     with jax.enable_x64(False):
         _, steps = run(gx.scale_by_adam(), GRADS)
         for t, ((u, state), exp) in enumerate(zip(steps, expected), 1):
-            assert_tree_close(u, exp["u"], rtol=1e-6, atol=0.0, dtype=np.float32,
-                              msg=f"step {t}")
+            assert_tree_close(u, exp["u"], rtol=1e-6, atol=0.0, dtype=np.float32, msg=f"step {t}")
             assert_tree_close(state.mu, exp["mu"], rtol=1e-6, dtype=np.float32)
             assert_tree_close(state.nu, exp["nu"], rtol=1e-6, dtype=np.float32)
             assert int(state.count) == t
@@ -423,43 +498,57 @@ def test_radam_both_branches(threshold, first_rectified):
 
 
 def test_scale_literal():
-    assert_steps_literal(gx.scale(0.5), [
-        {"a": [0.5, -1.0, 0.0], "b": [[0.25, -2.0], [0.0, 1.5]]},
-        {"a": [-0.25, 0.0, 2.0], "b": [[1.0, 0.5], [0.0, -1.5]]},
-        {"a": [0.125, -0.5, 1.5], "b": [[-0.25, 0.75], [0.0, 1.0]]},
-    ])
+    assert_steps_literal(
+        gx.scale(0.5),
+        [
+            {"a": [0.5, -1.0, 0.0], "b": [[0.25, -2.0], [0.0, 1.5]]},
+            {"a": [-0.25, 0.0, 2.0], "b": [[1.0, 0.5], [0.0, -1.5]]},
+            {"a": [0.125, -0.5, 1.5], "b": [[-0.25, 0.75], [0.0, 1.0]]},
+        ],
+    )
 
 
 def test_scale_by_sign_literal():
-    assert_steps_literal(gx.scale_by_sign(), [
-        {"a": [1.0, -1.0, 0.0], "b": [[1.0, -1.0], [0.0, 1.0]]},
-        {"a": [-1.0, 0.0, 1.0], "b": [[1.0, 1.0], [0.0, -1.0]]},
-        {"a": [1.0, -1.0, 1.0], "b": [[-1.0, 1.0], [0.0, 1.0]]},
-    ])
+    assert_steps_literal(
+        gx.scale_by_sign(),
+        [
+            {"a": [1.0, -1.0, 0.0], "b": [[1.0, -1.0], [0.0, 1.0]]},
+            {"a": [-1.0, 0.0, 1.0], "b": [[1.0, 1.0], [0.0, -1.0]]},
+            {"a": [1.0, -1.0, 1.0], "b": [[-1.0, 1.0], [0.0, 1.0]]},
+        ],
+    )
 
 
 def test_clip_literal():
-    assert_steps_literal(gx.clip(1.5), [
-        {"a": [1.0, -1.5, 0.0], "b": [[0.5, -1.5], [0.0, 1.5]]},
-        {"a": [-0.5, 0.0, 1.5], "b": [[1.5, 1.0], [0.0, -1.5]]},
-        {"a": [0.25, -1.0, 1.5], "b": [[-0.5, 1.5], [0.0, 1.5]]},
-    ])
+    assert_steps_literal(
+        gx.clip(1.5),
+        [
+            {"a": [1.0, -1.5, 0.0], "b": [[0.5, -1.5], [0.0, 1.5]]},
+            {"a": [-0.5, 0.0, 1.5], "b": [[1.5, 1.0], [0.0, -1.5]]},
+            {"a": [0.25, -1.0, 1.5], "b": [[-0.5, 1.5], [0.0, 1.5]]},
+        ],
+    )
 
 
 def test_centralize_literal():
     # vector a untouched; each row of b loses its mean.
-    assert_steps_literal(gx.centralize(), [
-        {"a": [1.0, -2.0, 0.0], "b": [[2.25, -2.25], [-1.5, 1.5]]},
-        {"a": [-0.5, 0.0, 4.0], "b": [[0.5, -0.5], [1.5, -1.5]]},
-        {"a": [0.25, -1.0, 3.0], "b": [[-1.0, 1.0], [-1.0, 1.0]]},
-    ])
+    assert_steps_literal(
+        gx.centralize(),
+        [
+            {"a": [1.0, -2.0, 0.0], "b": [[2.25, -2.25], [-1.5, 1.5]]},
+            {"a": [-0.5, 0.0, 4.0], "b": [[0.5, -0.5], [1.5, -1.5]]},
+            {"a": [0.25, -1.0, 3.0], "b": [[-1.0, 1.0], [-1.0, 1.0]]},
+        ],
+    )
 
 
 def test_centralize_mean_over_all_axes_but_0():
     with jax.enable_x64(True):
         tx = gx.centralize()
-        u = {"c": jnp.arange(8.0, dtype=jnp.float64).reshape(2, 2, 2),
-             "s": jnp.asarray(3.0, dtype=jnp.float64)}
+        u = {
+            "c": jnp.arange(8.0, dtype=jnp.float64).reshape(2, 2, 2),
+            "s": jnp.asarray(3.0, dtype=jnp.float64),
+        }
         out, state = tx.update(u, tx.init(u))
     # rows 0..3 and 4..7 have means 1.5 and 5.5
     row = [[-1.5, -0.5], [0.5, 1.5]]
@@ -468,8 +557,9 @@ def test_centralize_mean_over_all_axes_but_0():
     assert state == gx.EmptyState()
 
 
-@pytest.mark.parametrize("dtype", [pytest.param(np.float64, id="f64"),
-                                   pytest.param(np.float32, id="f32")])
+@pytest.mark.parametrize(
+    "dtype", [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id="f32")]
+)
 def test_set_to_zero(dtype):
     with jax.enable_x64(True):
         tx = gx.set_to_zero()
@@ -481,11 +571,14 @@ def test_set_to_zero(dtype):
 
 
 def test_identity():
-    assert_steps_literal(gx.identity(), [
-        {"a": [1.0, -2.0, 0.0], "b": [[0.5, -4.0], [0.0, 3.0]]},
-        {"a": [-0.5, 0.0, 4.0], "b": [[2.0, 1.0], [0.0, -3.0]]},
-        {"a": [0.25, -1.0, 3.0], "b": [[-0.5, 1.5], [0.0, 2.0]]},
-    ])
+    assert_steps_literal(
+        gx.identity(),
+        [
+            {"a": [1.0, -2.0, 0.0], "b": [[0.5, -4.0], [0.0, 3.0]]},
+            {"a": [-0.5, 0.0, 4.0], "b": [[2.0, 1.0], [0.0, -3.0]]},
+            {"a": [0.25, -1.0, 3.0], "b": [[-0.5, 1.5], [0.0, 2.0]]},
+        ],
+    )
 
 
 def _double_plus_params(updates, params):
@@ -494,11 +587,15 @@ def _double_plus_params(updates, params):
 
 def test_stateless_user_function():
     # u <- 2 u + p with PARAMS = a [0.5, -1.5, 0], b [[2, -1], [0, -3]]
-    assert_steps_literal(gx.stateless(_double_plus_params), [
-        {"a": [2.5, -5.5, 0.0], "b": [[3.0, -9.0], [0.0, 3.0]]},
-        {"a": [-0.5, -1.5, 8.0], "b": [[6.0, 1.0], [0.0, -9.0]]},
-        {"a": [1.0, -3.5, 6.0], "b": [[1.0, 2.0], [0.0, 1.0]]},
-    ], params=PARAMS)
+    assert_steps_literal(
+        gx.stateless(_double_plus_params),
+        [
+            {"a": [2.5, -5.5, 0.0], "b": [[3.0, -9.0], [0.0, 3.0]]},
+            {"a": [-0.5, -1.5, 8.0], "b": [[6.0, 1.0], [0.0, -9.0]]},
+            {"a": [1.0, -3.5, 6.0], "b": [[1.0, 2.0], [0.0, 1.0]]},
+        ],
+        params=PARAMS,
+    )
 
 
 @pytest.mark.parametrize(
@@ -533,13 +630,19 @@ def test_clip_by_global_norm(max_norm, clipped):
     "make_tx, lrs",
     [
         pytest.param(lambda: gx.scale_by_learning_rate(0.1), [-0.1, -0.1, -0.1], id="float"),
-        pytest.param(lambda: gx.scale_by_learning_rate(gx.exponential_decay(0.1, 0.5)),
-                     [-0.1, -0.05, -0.025], id="schedule"),
-        pytest.param(lambda: gx.scale_by_learning_rate(0.1, flip_sign=False),
-                     [0.1, 0.1, 0.1], id="no-flip"),
-        pytest.param(lambda: gx.scale_by_learning_rate(gx.exponential_decay(0.1, 0.5),
-                                                       flip_sign=False),
-                     [0.1, 0.05, 0.025], id="schedule-no-flip"),
+        pytest.param(
+            lambda: gx.scale_by_learning_rate(gx.exponential_decay(0.1, 0.5)),
+            [-0.1, -0.05, -0.025],
+            id="schedule",
+        ),
+        pytest.param(
+            lambda: gx.scale_by_learning_rate(0.1, flip_sign=False), [0.1, 0.1, 0.1], id="no-flip"
+        ),
+        pytest.param(
+            lambda: gx.scale_by_learning_rate(gx.exponential_decay(0.1, 0.5), flip_sign=False),
+            [0.1, 0.05, 0.025],
+            id="schedule-no-flip",
+        ),
     ],
 )
 def test_scale_by_learning_rate(make_tx, lrs):
@@ -552,11 +655,14 @@ def test_scale_by_learning_rate(make_tx, lrs):
 
 
 def test_scale_by_learning_rate_schedule_literal():
-    assert_steps_literal(gx.scale_by_learning_rate(gx.exponential_decay(0.5, 0.5)), [
-        {"a": [-0.5, 1.0, 0.0], "b": [[-0.25, 2.0], [0.0, -1.5]]},
-        {"a": [0.125, 0.0, -1.0], "b": [[-0.5, -0.25], [0.0, 0.75]]},
-        {"a": [-0.03125, 0.125, -0.375], "b": [[0.0625, -0.1875], [0.0, -0.25]]},
-    ])
+    assert_steps_literal(
+        gx.scale_by_learning_rate(gx.exponential_decay(0.5, 0.5)),
+        [
+            {"a": [-0.5, 1.0, 0.0], "b": [[-0.25, 2.0], [0.0, -1.5]]},
+            {"a": [0.125, 0.0, -1.0], "b": [[-0.5, -0.25], [0.0, 0.75]]},
+            {"a": [-0.03125, 0.125, -0.375], "b": [[0.0625, -0.1875], [0.0, -0.25]]},
+        ],
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -565,21 +671,29 @@ def test_scale_by_learning_rate_schedule_literal():
 
 def test_add_decayed_weights_literal():
     # u = g + 0.5 p, 0.5 PARAMS = a [0.25, -0.75, 0], b [[1, -0.5], [0, -1.5]]
-    assert_steps_literal(gx.add_decayed_weights(0.5), [
-        {"a": [1.25, -2.75, 0.0], "b": [[1.5, -4.5], [0.0, 1.5]]},
-        {"a": [-0.25, -0.75, 4.0], "b": [[3.0, 0.5], [0.0, -4.5]]},
-        {"a": [0.5, -1.75, 3.0], "b": [[0.5, 1.0], [0.0, 0.5]]},
-    ], params=PARAMS)
+    assert_steps_literal(
+        gx.add_decayed_weights(0.5),
+        [
+            {"a": [1.25, -2.75, 0.0], "b": [[1.5, -4.5], [0.0, 1.5]]},
+            {"a": [-0.25, -0.75, 4.0], "b": [[3.0, 0.5], [0.0, -4.5]]},
+            {"a": [0.5, -1.75, 3.0], "b": [[0.5, 1.0], [0.0, 0.5]]},
+        ],
+        params=PARAMS,
+    )
 
 
 def test_add_decayed_weights_mask_and_schedule_literal():
     # wd = 0.5 * 0.5^t = 0.5, 0.25, 0.125 on b only; a passes through.
     tx = gx.add_decayed_weights(gx.exponential_decay(0.5, 0.5), mask={"a": False, "b": True})
-    assert_steps_literal(tx, [
-        {"a": [1.0, -2.0, 0.0], "b": [[1.5, -4.5], [0.0, 1.5]]},
-        {"a": [-0.5, 0.0, 4.0], "b": [[2.5, 0.75], [0.0, -3.75]]},
-        {"a": [0.25, -1.0, 3.0], "b": [[-0.25, 1.375], [0.0, 1.625]]},
-    ], params=PARAMS)
+    assert_steps_literal(
+        tx,
+        [
+            {"a": [1.0, -2.0, 0.0], "b": [[1.5, -4.5], [0.0, 1.5]]},
+            {"a": [-0.5, 0.0, 4.0], "b": [[2.5, 0.75], [0.0, -3.75]]},
+            {"a": [0.25, -1.0, 3.0], "b": [[-0.25, 1.375], [0.0, 1.625]]},
+        ],
+        params=PARAMS,
+    )
 
 
 @pytest.mark.parametrize(
@@ -588,8 +702,7 @@ def test_add_decayed_weights_mask_and_schedule_literal():
         pytest.param(0.1, [0.1] * 3, None, id="const"),
         pytest.param(0.1, [0.1] * 3, {"a": True, "b": False}, id="const-mask-a"),
         pytest.param("sched", [0.1, 0.05, 0.025], None, id="schedule"),
-        pytest.param("sched", [0.1, 0.05, 0.025], {"a": False, "b": True},
-                     id="schedule-mask-b"),
+        pytest.param("sched", [0.1, 0.05, 0.025], {"a": False, "b": True}, id="schedule-mask-b"),
         pytest.param(0.1, [0.1] * 3, lambda p: {"a": True, "b": False}, id="callable-mask"),
     ],
 )
@@ -600,19 +713,24 @@ def test_add_decayed_weights(wd, wds, mask):
         init_state, steps = run(gx.add_decayed_weights(wd, mask=mask), GRADS, PARAMS)
     assert int(init_state.count) == 0
     for t, ((u, state), g, w) in enumerate(zip(steps, GRADS, wds), 1):
-        exp = {k: g[k] + (w * PARAMS[k] if mask_tree is None or mask_tree[k] else 0.0)
-               for k in KEYS}
+        exp = {
+            k: g[k] + (w * PARAMS[k] if mask_tree is None or mask_tree[k] else 0.0) for k in KEYS
+        }
         assert_tree_close(u, exp, msg=f"step {t}")
         assert int(state.count) == t
 
 
 def test_add_l1_subgradient_literal():
     # u = g + 0.5 sign(p); sign(0) = 0 leaves a[2] and b[1, 0] alone.
-    assert_steps_literal(gx.add_l1_subgradient(0.5), [
-        {"a": [1.5, -2.5, 0.0], "b": [[1.0, -4.5], [0.0, 2.5]]},
-        {"a": [0.0, -0.5, 4.0], "b": [[2.5, 0.5], [0.0, -3.5]]},
-        {"a": [0.75, -1.5, 3.0], "b": [[0.0, 1.0], [0.0, 1.5]]},
-    ], params=PARAMS)
+    assert_steps_literal(
+        gx.add_l1_subgradient(0.5),
+        [
+            {"a": [1.5, -2.5, 0.0], "b": [[1.0, -4.5], [0.0, 2.5]]},
+            {"a": [0.0, -0.5, 4.0], "b": [[2.5, 0.5], [0.0, -3.5]]},
+            {"a": [0.75, -1.5, 3.0], "b": [[0.0, 1.0], [0.0, 1.5]]},
+        ],
+        params=PARAMS,
+    )
 
 
 PROX_P0 = {"a": np.array([0.5, -1.5, 0.1]), "b": np.array([[2.0, -0.2], [0.0, -3.0]])}
@@ -621,8 +739,10 @@ PROX_UPDATES = [{k: -0.1 * g[k] for k in KEYS} for g in GRADS]
 
 @pytest.mark.parametrize(
     "lr, lrs",
-    [pytest.param(0.5, [0.5] * 3, id="const-lr"),
-     pytest.param("sched", [0.5, 0.25, 0.125], id="schedule-lr")],
+    [
+        pytest.param(0.5, [0.5] * 3, id="const-lr"),
+        pytest.param("sched", [0.5, 0.25, 0.125], id="schedule-lr"),
+    ],
 )
 def test_proximal_l1(lr, lrs):
     strength = 0.5
@@ -637,8 +757,7 @@ def test_proximal_l1(lr, lrs):
         expected.append({k: new[k] - p[k] for k in KEYS})
         p = new
     with jax.enable_x64(True):
-        init_state, steps = run(gx.proximal_l1(strength, lr), PROX_UPDATES, PROX_P0,
-                                evolve=True)
+        init_state, steps = run(gx.proximal_l1(strength, lr), PROX_UPDATES, PROX_P0, evolve=True)
     assert int(init_state.count) == 0
     for t, ((u, state), exp) in enumerate(zip(steps, expected), 1):
         assert_tree_close(u, exp, msg=f"step {t}")
@@ -705,23 +824,22 @@ def test_add_noise_variance_anneals():
 
 STATE_LAYOUTS = [
     pytest.param(lambda: gx.scale_by_learning_rate(0.1), ("count",), id="scale_by_learning_rate"),
-    pytest.param(lambda: gx.scale_by_momentum(0.9), ("count", "velocity"),
-                 id="scale_by_momentum"),
+    pytest.param(lambda: gx.scale_by_momentum(0.9), ("count", "velocity"), id="scale_by_momentum"),
     pytest.param(lambda: gx.ema(0.9), ("count", "ema"), id="ema"),
     pytest.param(lambda: gx.scale_by_rss(), ("sum_of_squares",), id="scale_by_rss"),
     pytest.param(lambda: gx.scale_by_rms(), ("nu", "mu"), id="scale_by_rms"),
-    pytest.param(lambda: gx.scale_by_rms(centered=True), ("nu", "mu"),
-                 id="scale_by_rms-centered"),
-    pytest.param(lambda: gx.scale_by_adadelta(), ("sq_avg", "delta_avg"),
-                 id="scale_by_adadelta"),
-    pytest.param(lambda: gx.scale_by_adam(), ("count", "mu", "nu", "nu_max"),
-                 id="scale_by_adam"),
-    pytest.param(lambda: gx.scale_by_adam(amsgrad=True), ("count", "mu", "nu", "nu_max"),
-                 id="scale_by_adam-amsgrad"),
-    pytest.param(lambda: gx.scale_by_nadam(), ("count", "mu_product", "mu", "nu"),
-                 id="scale_by_nadam"),
-    pytest.param(lambda: gx.scale_by_radam(), ("count", "mu", "nu", "nu_max"),
-                 id="scale_by_radam"),
+    pytest.param(lambda: gx.scale_by_rms(centered=True), ("nu", "mu"), id="scale_by_rms-centered"),
+    pytest.param(lambda: gx.scale_by_adadelta(), ("sq_avg", "delta_avg"), id="scale_by_adadelta"),
+    pytest.param(lambda: gx.scale_by_adam(), ("count", "mu", "nu", "nu_max"), id="scale_by_adam"),
+    pytest.param(
+        lambda: gx.scale_by_adam(amsgrad=True),
+        ("count", "mu", "nu", "nu_max"),
+        id="scale_by_adam-amsgrad",
+    ),
+    pytest.param(
+        lambda: gx.scale_by_nadam(), ("count", "mu_product", "mu", "nu"), id="scale_by_nadam"
+    ),
+    pytest.param(lambda: gx.scale_by_radam(), ("count", "mu", "nu", "nu_max"), id="scale_by_radam"),
     pytest.param(lambda: gx.scale_by_adamax(), ("count", "mu", "nu"), id="scale_by_adamax"),
     pytest.param(lambda: gx.scale_by_lion(), ("mu",), id="scale_by_lion"),
     pytest.param(lambda: gx.add_decayed_weights(0.1), ("count",), id="add_decayed_weights"),

@@ -20,9 +20,12 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_readme_doctests():
-    result = doctest.testfile(str(README), module_relative=False,
-                              globs={"gx": gx, "jax": jax, "jnp": jnp},
-                              optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testfile(
+        str(README),
+        module_relative=False,
+        globs={"gx": gx, "jax": jax, "jnp": jnp},
+        optionflags=doctest.NORMALIZE_WHITESPACE,
+    )
     assert result.attempted > 0 and result.failed == 0
 
 

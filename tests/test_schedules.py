@@ -71,8 +71,7 @@ CASES = {
         ],
     ),
     "polynomial_begin": (
-        lambda: gx.polynomial_schedule(2.0, 0.0, power=3, transition_steps=4,
-                                       transition_begin=6),
+        lambda: gx.polynomial_schedule(2.0, 0.0, power=3, transition_steps=4, transition_begin=6),
         [(0, 2.0), (6, 2.0), (8, 2.0 * 0.5**3), (10, 0.0), (11, 0.0)],
     ),
     "exp_continuous": (
@@ -154,8 +153,9 @@ CASES = {
     ),
     "warmup_cosine": (
         # 0 -> 1 linearly over 10 steps, then cosine 1 -> 0.1 over steps 10..110.
-        lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=10, decay_steps=110,
-                                                end_value=0.1),
+        lambda: gx.warmup_cosine_decay_schedule(
+            0.0, 1.0, warmup_steps=10, decay_steps=110, end_value=0.1
+        ),
         [
             (0, 0.0),  # init
             (5, 0.5),  # mid-warmup (linear)
@@ -190,10 +190,10 @@ CASES = {
     ),
     "one_cycle_custom": (
         # T = 20, peak 2, pct_start 0.5, div 4, final_div 10: start 0.5, final 0.05.
-        lambda: gx.one_cycle_schedule(20, 2.0, pct_start=0.5, div_factor=4.0,
-                                      final_div_factor=10.0),
-        [(0, 0.5), (5, 0.5 + 1.5 * cos_half(0.5)), (10, 2.0), (15, 0.05 + 1.95 * 0.5),
-         (20, 0.05)],
+        lambda: gx.one_cycle_schedule(
+            20, 2.0, pct_start=0.5, div_factor=4.0, final_div_factor=10.0
+        ),
+        [(0, 0.5), (5, 0.5 + 1.5 * cos_half(0.5)), (10, 2.0), (15, 0.05 + 1.95 * 0.5), (20, 0.05)],
     ),
     "sgdr_mult1": (
         # period 10, v0 1, end 0.1: restarts at 10, 20, ...
@@ -240,8 +240,11 @@ CASES = {
         # linear 0 -> 1 over 10 steps, then from t = 10 a cosine 1 -> 0 over 20 steps that
         # sees t - 10, then from t = 30 a constant.
         lambda: gx.join_schedules(
-            [gx.linear_schedule(0.0, 1.0, 10), gx.cosine_decay_schedule(1.0, 20),
-             gx.constant_schedule(0.05)],
+            [
+                gx.linear_schedule(0.0, 1.0, 10),
+                gx.cosine_decay_schedule(1.0, 20),
+                gx.constant_schedule(0.05),
+            ],
             boundaries=[10, 30],
         ),
         [
@@ -297,9 +300,7 @@ def _expected(case_id):
 
 def test_every_schedule_class_has_closed_form_cases():
     classes = {type(factory()) for factory, _ in CASES.values()}
-    exported = {
-        getattr(gx, name) for name in gx.schedules.__all__ if name != "Schedule"
-    }
+    exported = {getattr(gx, name) for name in gx.schedules.__all__ if name != "Schedule"}
     assert exported <= classes, f"no closed-form case for {exported - classes}"
 
 
@@ -479,15 +480,19 @@ def test_changing_init_value_does_not_retrace():
         return sched(count)
 
     c = jnp.asarray(50, jnp.int32)
-    np.testing.assert_allclose(np.asarray(value(gx.cosine_decay_schedule(0.1, 100), c)),
-                               0.05, **F32_TOL)
-    np.testing.assert_allclose(np.asarray(value(gx.cosine_decay_schedule(0.4, 100), c)),
-                               0.2, **F32_TOL)
-    np.testing.assert_allclose(np.asarray(value(gx.cosine_decay_schedule(0.4, 200), c)),
-                               0.4 * cos_half(0.25), **F32_TOL)
+    np.testing.assert_allclose(
+        np.asarray(value(gx.cosine_decay_schedule(0.1, 100), c)), 0.05, **F32_TOL
+    )
+    np.testing.assert_allclose(
+        np.asarray(value(gx.cosine_decay_schedule(0.4, 100), c)), 0.2, **F32_TOL
+    )
+    np.testing.assert_allclose(
+        np.asarray(value(gx.cosine_decay_schedule(0.4, 200), c)), 0.4 * cos_half(0.25), **F32_TOL
+    )
     np.testing.assert_allclose(
         np.asarray(value(gx.cosine_decay_schedule(0.4, 200, alpha=0.5), c)),
-        0.4 * (0.5 * cos_half(0.25) + 0.5), **F32_TOL,
+        0.4 * (0.5 * cos_half(0.25) + 0.5),
+        **F32_TOL,
     )
     assert len(traces) == 1
 
@@ -522,10 +527,12 @@ def test_changing_static_field_does_retrace():
         return sched(count)
 
     c = jnp.asarray(5, jnp.int32)
-    np.testing.assert_allclose(np.asarray(value(gx.exponential_decay(1.0, 0.5, 2), c)),
-                               0.5**2.5, **F32_TOL)
     np.testing.assert_allclose(
-        np.asarray(value(gx.exponential_decay(1.0, 0.5, 2, staircase=True), c)), 0.25,
+        np.asarray(value(gx.exponential_decay(1.0, 0.5, 2), c)), 0.5**2.5, **F32_TOL
+    )
+    np.testing.assert_allclose(
+        np.asarray(value(gx.exponential_decay(1.0, 0.5, 2, staircase=True), c)),
+        0.25,
         **F32_TOL,
     )
     assert len(traces) == 2
@@ -542,8 +549,7 @@ INVALID = {
     "linear_steps_zero": (lambda: gx.linear_schedule(1.0, 0.0, 0), "transition_steps"),
     "linear_steps_negative": (lambda: gx.linear_schedule(1.0, 0.0, -5), "transition_steps"),
     "linear_begin_negative": (lambda: gx.linear_schedule(1.0, 0.0, 5, -1), "transition_begin"),
-    "polynomial_steps_zero": (lambda: gx.polynomial_schedule(1.0, 0.0, 2, 0),
-                              "transition_steps"),
+    "polynomial_steps_zero": (lambda: gx.polynomial_schedule(1.0, 0.0, 2, 0), "transition_steps"),
     "polynomial_power_zero": (lambda: gx.polynomial_schedule(1.0, 0.0, 0, 10), "power"),
     "exp_steps_zero": (lambda: gx.exponential_decay(1.0, 0.5, 0), "transition_steps"),
     "exp_steps_negative": (lambda: gx.exponential_decay(1.0, 0.5, -3), "transition_steps"),
@@ -554,8 +560,10 @@ INVALID = {
     "one_cycle_steps_zero": (lambda: gx.one_cycle_schedule(0, 1.0), "transition_steps"),
     "cosine_steps_zero": (lambda: gx.cosine_decay_schedule(1.0, 0), "decay_steps"),
     "cosine_steps_negative": (lambda: gx.cosine_decay_schedule(1.0, -10), "decay_steps"),
-    "warmup_cosine_steps_zero": (lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 0, 0),
-                                 "decay_steps"),
+    "warmup_cosine_steps_zero": (
+        lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 0, 0),
+        "decay_steps",
+    ),
     "sgdr_period_zero": (lambda: gx.sgdr_schedule(1.0, 0), "period"),
     # NaN / inf values
     "constant_nan": (lambda: gx.constant_schedule(NAN), "value"),
@@ -565,69 +573,80 @@ INVALID = {
     "exp_init_nan": (lambda: gx.exponential_decay(NAN, 0.5), "init_value"),
     "exp_init_nan_np": (lambda: gx.exponential_decay(np.float32(NAN), 0.5), "init_value"),
     "inverse_init_nan": (lambda: gx.inverse_time_decay(NAN, 0.5), "init_value"),
-    "piecewise_value_nan": (lambda: gx.piecewise_constant_schedule([5], [1.0, NAN]),
-                            r"values\[1\]"),
+    "piecewise_value_nan": (
+        lambda: gx.piecewise_constant_schedule([5], [1.0, NAN]),
+        r"values\[1\]",
+    ),
     "cosine_init_nan": (lambda: gx.cosine_decay_schedule(NAN, 10), "init_value"),
     "cosine_init_inf": (lambda: gx.cosine_decay_schedule(INF, 10), "init_value"),
-    "warmup_init_nan": (lambda: gx.warmup_cosine_decay_schedule(NAN, 1.0, 1, 10),
-                        "init_value"),
-    "warmup_peak_nan": (lambda: gx.warmup_cosine_decay_schedule(0.0, NAN, 1, 10),
-                        "peak_value"),
+    "warmup_init_nan": (lambda: gx.warmup_cosine_decay_schedule(NAN, 1.0, 1, 10), "init_value"),
+    "warmup_peak_nan": (lambda: gx.warmup_cosine_decay_schedule(0.0, NAN, 1, 10), "peak_value"),
     "one_cycle_peak_nan": (lambda: gx.one_cycle_schedule(10, NAN), "peak_value"),
     "sgdr_init_nan": (lambda: gx.sgdr_schedule(NAN, 10), "init_value"),
     # piecewise boundaries
     "piecewise_boundaries_equal": (
-        lambda: gx.piecewise_constant_schedule([10, 10], [1.0, 0.5, 0.1]), "strictly increasing"),
+        lambda: gx.piecewise_constant_schedule([10, 10], [1.0, 0.5, 0.1]),
+        "strictly increasing",
+    ),
     "piecewise_boundaries_decreasing": (
-        lambda: gx.piecewise_constant_schedule([20, 10], [1.0, 0.5, 0.1]), "strictly increasing"),
+        lambda: gx.piecewise_constant_schedule([20, 10], [1.0, 0.5, 0.1]),
+        "strictly increasing",
+    ),
     "piecewise_boundary_negative": (
-        lambda: gx.piecewise_constant_schedule([-1], [1.0, 0.5]), "non-negative integers"),
+        lambda: gx.piecewise_constant_schedule([-1], [1.0, 0.5]),
+        "non-negative integers",
+    ),
     "piecewise_boundary_fractional": (
-        lambda: gx.piecewise_constant_schedule([2.5], [1.0, 0.5]), "integers"),
+        lambda: gx.piecewise_constant_schedule([2.5], [1.0, 0.5]),
+        "integers",
+    ),
     # mismatched lengths
     "piecewise_too_few_values": (
         lambda: gx.piecewise_constant_schedule([10, 20], [1.0, 0.5]),
-        r"len\(values\) == len\(boundaries\) \+ 1"),
+        r"len\(values\) == len\(boundaries\) \+ 1",
+    ),
     "piecewise_too_many_values": (
         lambda: gx.piecewise_constant_schedule([10], [1.0, 0.5, 0.1]),
-        r"len\(values\) == len\(boundaries\) \+ 1"),
+        r"len\(values\) == len\(boundaries\) \+ 1",
+    ),
     "join_too_few_schedules": (
         lambda: gx.join_schedules([gx.constant_schedule(1.0)], [5]),
-        r"len\(schedules\) == len\(boundaries\) \+ 1"),
+        r"len\(schedules\) == len\(boundaries\) \+ 1",
+    ),
     "join_too_many_schedules": (
         lambda: gx.join_schedules([gx.constant_schedule(1.0)] * 3, [5]),
-        r"len\(schedules\) == len\(boundaries\) \+ 1"),
+        r"len\(schedules\) == len\(boundaries\) \+ 1",
+    ),
     "join_boundaries_decreasing": (
         lambda: gx.join_schedules([gx.constant_schedule(1.0)] * 3, [5, 5]),
-        "strictly increasing"),
+        "strictly increasing",
+    ),
     # warmup must be shorter than the total length
-    "warmup_equals_decay": (lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 100, 100),
-                            "warmup_steps"),
-    "warmup_exceeds_decay": (lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 150, 100),
-                             "warmup_steps"),
-    "warmup_negative": (lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, -1, 100),
-                        "warmup_steps"),
+    "warmup_equals_decay": (
+        lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 100, 100),
+        "warmup_steps",
+    ),
+    "warmup_exceeds_decay": (
+        lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 150, 100),
+        "warmup_steps",
+    ),
+    "warmup_negative": (lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, -1, 100), "warmup_steps"),
     # pct_start in the open interval (0, 1)
     "pct_start_zero": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=0.0), "pct_start"),
     "pct_start_one": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=1.0), "pct_start"),
-    "pct_start_negative": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=-0.1),
-                           "pct_start"),
-    "pct_start_above_one": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=1.5),
-                            "pct_start"),
+    "pct_start_negative": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=-0.1), "pct_start"),
+    "pct_start_above_one": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=1.5), "pct_start"),
     "pct_start_nan": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=NAN), "pct_start"),
-    "div_factor_zero": (lambda: gx.one_cycle_schedule(100, 1.0, div_factor=0.0),
-                        "div_factor"),
+    "div_factor_zero": (lambda: gx.one_cycle_schedule(100, 1.0, div_factor=0.0), "div_factor"),
     # cosine alpha in [0, 1]
     "cosine_alpha_negative": (lambda: gx.cosine_decay_schedule(1.0, 10, alpha=-0.1), "alpha"),
     "cosine_alpha_above_one": (lambda: gx.cosine_decay_schedule(1.0, 10, alpha=1.1), "alpha"),
     "cosine_alpha_nan": (lambda: gx.cosine_decay_schedule(1.0, 10, alpha=NAN), "alpha"),
-    "cosine_exponent_zero": (lambda: gx.cosine_decay_schedule(1.0, 10, exponent=0.0),
-                             "exponent"),
+    "cosine_exponent_zero": (lambda: gx.cosine_decay_schedule(1.0, 10, exponent=0.0), "exponent"),
     # sgdr period_mult: an int >= 1
     "sgdr_mult_zero": (lambda: gx.sgdr_schedule(1.0, 10, period_mult=0), "period_mult"),
     "sgdr_mult_negative": (lambda: gx.sgdr_schedule(1.0, 10, period_mult=-2), "period_mult"),
-    "sgdr_mult_fractional": (lambda: gx.sgdr_schedule(1.0, 10, period_mult=1.5),
-                             "period_mult"),
+    "sgdr_mult_fractional": (lambda: gx.sgdr_schedule(1.0, 10, period_mult=1.5), "period_mult"),
     "sgdr_mult_float": (lambda: gx.sgdr_schedule(1.0, 10, period_mult=2.0), "period_mult"),
     "sgdr_mult_string": (lambda: gx.sgdr_schedule(1.0, 10, period_mult="2"), "period_mult"),
 }
@@ -670,10 +689,14 @@ def test_join_rejects_non_callable():
 
 
 def test_join_accepts_plain_callable():
-    sched = gx.join_schedules([lambda t: 2.0 * jnp.ones([], jnp.float32),
-                               gx.constant_schedule(0.5)], [3])
-    np.testing.assert_allclose(np.asarray(jax.vmap(sched)(jnp.arange(5, dtype=jnp.int32))),
-                               [2.0, 2.0, 2.0, 0.5, 0.5], **F32_TOL)
+    sched = gx.join_schedules(
+        [lambda t: 2.0 * jnp.ones([], jnp.float32), gx.constant_schedule(0.5)], [3]
+    )
+    np.testing.assert_allclose(
+        np.asarray(jax.vmap(sched)(jnp.arange(5, dtype=jnp.int32))),
+        [2.0, 2.0, 2.0, 0.5, 0.5],
+        **F32_TOL,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -697,8 +720,10 @@ def _torch_lrs(make_scheduler, base_lr, n):
 def test_sgdr_matches_torch_cosine_annealing_warm_restarts(t_mult):
     ref = _torch_lrs(
         lambda torch, opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            opt, T_0=10, T_mult=t_mult, eta_min=0.01),
-        0.5, 160,
+            opt, T_0=10, T_mult=t_mult, eta_min=0.01
+        ),
+        0.5,
+        160,
     )
     with jax.enable_x64(True):
         sched = gx.sgdr_schedule(0.5, 10, period_mult=t_mult, end_value=0.01)
@@ -710,7 +735,8 @@ def test_sgdr_matches_torch_cosine_annealing_warm_restarts(t_mult):
 def test_staircase_exponential_matches_torch_steplr():
     ref = _torch_lrs(
         lambda torch, opt: torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.3),
-        0.5, 50,
+        0.5,
+        50,
     )
     with jax.enable_x64(True):
         sched = gx.exponential_decay(0.5, 0.3, transition_steps=7, staircase=True)

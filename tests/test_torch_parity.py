@@ -56,7 +56,7 @@ def test_torch_parity(name, record_property):
             g = jnp.dot(a, x, precision=jax.lax.Precision.HIGHEST) - c + lam * x**3
             out, off = {}, 0
             for k in LEAVES:
-                out[k] = g[off:off + sizes[k]].reshape(shapes[k])
+                out[k] = g[off : off + sizes[k]].reshape(shapes[k])
                 off += sizes[k]
             return out
 
@@ -80,7 +80,8 @@ def test_torch_parity(name, record_property):
                 continue
             for k in LEAVES:
                 assert params[k].dtype == jnp.float64, (
-                    f"{name}: leaf {k!r} has dtype {params[k].dtype} after step {t}, expected float64"
+                    f"{name}: leaf {k!r} has dtype {params[k].dtype} after step {t}, "
+                    "expected float64"
                 )
             ref = case["trajectory"][str(t)]
             errs = {}
@@ -94,12 +95,14 @@ def test_torch_parity(name, record_property):
                 MAX_ERRORS[name] = worst
                 record_property("max_rel_err", worst)
                 detail = "\n".join(
-                    f"  {k}: rel err {errs[k]:.3e}\n    ours:  {np.asarray(params[k]).ravel().tolist()}"
+                    f"  {k}: rel err {errs[k]:.3e}\n"
+                    f"    ours:  {np.asarray(params[k]).ravel().tolist()}"
                     f"\n    torch: {np.ravel(ref[k]).tolist()}"
                     for k in LEAVES
                 )
                 pytest.fail(
-                    f"{name} ({opt_name}(**{kwargs})): step {t}: max rel err {err:.3e} >= {TOL:.0e}\n{detail}"
+                    f"{name} ({opt_name}(**{kwargs})): step {t}: "
+                    f"max rel err {err:.3e} >= {TOL:.0e}\n{detail}"
                 )
 
     MAX_ERRORS[name] = worst

@@ -34,9 +34,10 @@ def f32(*xs):
 def assert_exact(actual, expected, dtype):
     actual = jnp.asarray(actual)
     assert actual.dtype == jnp.dtype(dtype), (actual.dtype, dtype)
-    np.testing.assert_array_equal(np.asarray(actual.astype(jnp.float32)
-                                             if actual.dtype == jnp.bfloat16 else actual),
-                                  np.asarray(expected))
+    np.testing.assert_array_equal(
+        np.asarray(actual.astype(jnp.float32) if actual.dtype == jnp.bfloat16 else actual),
+        np.asarray(expected),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -44,8 +45,7 @@ def assert_exact(actual, expected, dtype):
 
 NORM_CASES = {
     "float32_vector": ({"a": f32(3.0, 4.0)}, 5.0),
-    "float32_matrix": ({"a": jnp.asarray([[1.0, 2.0], [3.0, 4.0]], jnp.float32)},
-                       math.sqrt(30.0)),
+    "float32_matrix": ({"a": jnp.asarray([[1.0, 2.0], [3.0, 4.0]], jnp.float32)}, math.sqrt(30.0)),
     "complex64_abs2": ({"z": jnp.asarray([3 + 4j, 1j], jnp.complex64)}, math.sqrt(26.0)),
     # 257 ones: the sum of squares 257 is not representable in bfloat16 (8 significant
     # bits, rounds to 256), so a bf16 accumulation would give 16, float32 gives sqrt(257).
@@ -82,8 +82,12 @@ def test_global_norm_under_jit(case_id):
     np.testing.assert_allclose(np.asarray(out), expected, rtol=F32_RTOL)
 
 
-EMPTY_TREES = {"empty_dict": {}, "empty_list": [], "none": None,
-               "only_none": {"a": None, "b": [None]}}
+EMPTY_TREES = {
+    "empty_dict": {},
+    "empty_list": [],
+    "none": None,
+    "only_none": {"a": None, "b": [None]},
+}
 
 
 @pytest.mark.parametrize("name", list(EMPTY_TREES), ids=list(EMPTY_TREES))
@@ -98,8 +102,7 @@ def test_global_norm_float64():
         tree = {"a": jnp.asarray([0.1, 0.2], jnp.float64), "z": jnp.asarray([0.3j], jnp.complex128)}
         out = gx.global_norm(tree)
         assert out.dtype == jnp.float64
-        np.testing.assert_allclose(np.asarray(out), math.sqrt(0.01 + 0.04 + 0.09),
-                                   rtol=F64_RTOL)
+        np.testing.assert_allclose(np.asarray(out), math.sqrt(0.01 + 0.04 + 0.09), rtol=F64_RTOL)
         # float32 + float64 leaves: accumulated in the wider float64.
         mixed = gx.global_norm({"a": f32(3.0), "b": jnp.asarray([4.0], jnp.float64)})
         assert mixed.dtype == jnp.float64 and float(mixed) == 5.0
@@ -111,8 +114,9 @@ def test_global_norm_counts_python_float_leaves():
     clip_by_global_norm scales Python-float updates, so leaving them out of the norm
     would clip with the wrong factor.
     """
-    np.testing.assert_allclose(np.asarray(gx.global_norm({"a": 3.0, "b": f32(4.0)})), 5.0,
-                               rtol=F32_RTOL)
+    np.testing.assert_allclose(
+        np.asarray(gx.global_norm({"a": 3.0, "b": f32(4.0)})), 5.0, rtol=F32_RTOL
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -120,8 +124,11 @@ def test_global_norm_counts_python_float_leaves():
 
 
 def _abc(x, y, z):
-    return {"a": jnp.asarray(x, jnp.float32), "b": None,
-            "c": [jnp.asarray(y, jnp.bfloat16), jnp.asarray(z, jnp.complex64)]}
+    return {
+        "a": jnp.asarray(x, jnp.float32),
+        "b": None,
+        "c": [jnp.asarray(y, jnp.bfloat16), jnp.asarray(z, jnp.complex64)],
+    }
 
 
 def test_tree_add_and_sub():
@@ -145,15 +152,17 @@ def test_tree_add_sub_under_jit():
     assert_exact(jax.jit(gx.tree_sub)(a, b)["x"], [0.5, 1.75], jnp.float32)
 
 
-@pytest.mark.parametrize("fn", [gx.tree_add, gx.tree_sub, gx.tree_vdot],
-                         ids=["tree_add", "tree_sub", "tree_vdot"])
+@pytest.mark.parametrize(
+    "fn", [gx.tree_add, gx.tree_sub, gx.tree_vdot], ids=["tree_add", "tree_sub", "tree_vdot"]
+)
 def test_binary_ops_reject_different_structures(fn):
     with pytest.raises(ValueError, match=r"\['c'\]"):
         fn({"a": f32(1.0), "c": f32(1.0)}, {"a": f32(1.0), "d": f32(1.0)})
 
 
-@pytest.mark.parametrize("fn", [gx.tree_add, gx.tree_sub, gx.tree_vdot],
-                         ids=["tree_add", "tree_sub", "tree_vdot"])
+@pytest.mark.parametrize(
+    "fn", [gx.tree_add, gx.tree_sub, gx.tree_vdot], ids=["tree_add", "tree_sub", "tree_vdot"]
+)
 def test_binary_ops_reject_none_vs_array(fn):
     """None in one tree and an array in the other is a structure mismatch, not a skip.
 
@@ -201,10 +210,16 @@ def test_tree_vdot_conjugates_first_argument():
 
 
 def test_tree_vdot_mixed_leaves():
-    a = {"m": jnp.asarray([[1.0, 2.0], [3.0, 4.0]], jnp.float32), "n": None,
-         "z": jnp.asarray([1 + 2j, 2j], jnp.complex64)}
-    b = {"m": jnp.asarray([[5.0, 6.0], [7.0, 8.0]], jnp.float32), "n": None,
-         "z": jnp.asarray([3 + 4j, 1.0], jnp.complex64)}
+    a = {
+        "m": jnp.asarray([[1.0, 2.0], [3.0, 4.0]], jnp.float32),
+        "n": None,
+        "z": jnp.asarray([1 + 2j, 2j], jnp.complex64),
+    }
+    b = {
+        "m": jnp.asarray([[5.0, 6.0], [7.0, 8.0]], jnp.float32),
+        "n": None,
+        "z": jnp.asarray([3 + 4j, 1.0], jnp.complex64),
+    }
     # matrices flattened: 5 + 12 + 21 + 32 = 70; complex: (11 - 2j) + conj(2j) 1 = 11 - 4j
     assert_exact(gx.tree_vdot(a, b), 81 - 4j, jnp.complex64)
 
@@ -236,8 +251,12 @@ def test_tree_vdot_float64():
 
 
 def test_tree_sum():
-    tree = {"a": f32(1.0, 2.0, 3.0), "b": None, "c": [jnp.ones((257,), jnp.bfloat16)],
-            "d": jnp.asarray([60000.0, 60000.0], jnp.float16)}
+    tree = {
+        "a": f32(1.0, 2.0, 3.0),
+        "b": None,
+        "c": [jnp.ones((257,), jnp.bfloat16)],
+        "d": jnp.asarray([60000.0, 60000.0], jnp.float16),
+    }
     # 6 + 257 (bf16 would round to 256) + 120000 (float16 would overflow to inf)
     assert_exact(gx.tree_sum(tree), 120263.0, jnp.float32)
     assert_exact(jax.jit(gx.tree_sum)(tree), 120263.0, jnp.float32)
@@ -250,23 +269,34 @@ def test_tree_sum_complex_and_empty():
     assert empty.dtype == jnp.float32 and float(empty) == 0.0
 
 
-ZEROS_DTYPES = {"keep": None, "float16": jnp.float16, "bfloat16_str": "bfloat16",
-                "np_dtype_float16": np.dtype("float16")}
+ZEROS_DTYPES = {
+    "keep": None,
+    "float16": jnp.float16,
+    "bfloat16_str": "bfloat16",
+    "np_dtype_float16": np.dtype("float16"),
+}
 
 
 @pytest.mark.parametrize("name", list(ZEROS_DTYPES), ids=list(ZEROS_DTYPES))
 def test_tree_zeros_like(name):
     dtype = ZEROS_DTYPES[name]
-    tree = {"a": jnp.ones((2, 3), jnp.float32), "b": None,
-            "c": [jnp.ones((4,), jnp.bfloat16), jnp.ones((), jnp.complex64)]}
+    tree = {
+        "a": jnp.ones((2, 3), jnp.float32),
+        "b": None,
+        "c": [jnp.ones((4,), jnp.bfloat16), jnp.ones((), jnp.complex64)],
+    }
     out = gx.tree_zeros_like(tree, dtype)
     assert out["b"] is None
-    for leaf, ref in [(out["a"], tree["a"]), (out["c"][0], tree["c"][0]),
-                      (out["c"][1], tree["c"][1])]:
+    for leaf, ref in [
+        (out["a"], tree["a"]),
+        (out["c"][0], tree["c"][0]),
+        (out["c"][1], tree["c"][1]),
+    ]:
         assert leaf.shape == ref.shape
         assert leaf.dtype == (ref.dtype if dtype is None else jnp.dtype(dtype))
-        assert not np.any(np.asarray(leaf.astype(jnp.float32) if leaf.dtype != jnp.complex64
-                                     else leaf))
+        assert not np.any(
+            np.asarray(leaf.astype(jnp.float32) if leaf.dtype != jnp.complex64 else leaf)
+        )
 
 
 def test_tree_zeros_like_integer_leaf_keeps_dtype():
@@ -325,11 +355,13 @@ def test_check_tree_structure_accepts_same_structure(case_id):
 DIFFERENT_STRUCTURE = {
     "dict_keys": ({"a": X, "b": X}, {"a": X, "c": X}, r"\['b'\]"),
     "dict_keys_received_side": ({"a": X, "b": X}, {"a": X, "c": X}, r"\['c'\]"),
-    "dict_missing_key_first_of_two": ({"a": X, "b": X, "c": X}, {"a": X},
-                                      r"\['b'\] \(2 such path"),
+    "dict_missing_key_first_of_two": ({"a": X, "b": X, "c": X}, {"a": X}, r"\['b'\] \(2 such path"),
     "nested_lists": ([[X, X], [X]], [[X, X], [X, X]], r"\[1\]\[1\]"),
-    "nested_dict_in_list": ({"layers": [{"w": X}, {"w": X, "b": X}]},
-                            {"layers": [{"w": X}, {"w": X}]}, r"\['layers'\]\[1\]\['b'\]"),
+    "nested_dict_in_list": (
+        {"layers": [{"w": X}, {"w": X, "b": X}]},
+        {"layers": [{"w": X}, {"w": X}]},
+        r"\['layers'\]\[1\]\['b'\]",
+    ),
     "none_vs_array": ({"a": None, "b": X}, {"a": X, "b": X}, r"\['a'\]"),
     "array_vs_none": ({"a": X, "b": X}, {"a": X, "b": None}, r"\['b'\]"),
     "none_vs_array_in_list": ([X, None], [X, X], r"\[1\]"),

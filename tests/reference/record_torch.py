@@ -42,43 +42,195 @@ OUT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_traje
 
 
 def _case(name, torch_opt, gx_opt, **torch_kwargs):
-    return {"name": name, "torch_optimizer": torch_opt, "gx_optimizer": gx_opt, "torch_kwargs": torch_kwargs}
+    return {
+        "name": name,
+        "torch_optimizer": torch_opt,
+        "gx_optimizer": gx_opt,
+        "torch_kwargs": torch_kwargs,
+    }
 
 
 B = [0.9, 0.999]
 # Every hyperparameter is given explicitly (so neither library's defaults matter).
 CASES = [
     # --- SGD
-    _case("sgd_plain", "SGD", "sgd", lr=0.05, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0),
-    _case("sgd_momentum", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.0),
-    _case("sgd_momentum_dampening", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.3, nesterov=False, weight_decay=0.0),
-    _case("sgd_nesterov", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.0, nesterov=True, weight_decay=0.0),
-    _case("sgd_momentum_wd", "SGD", "sgd", lr=0.05, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.01),
+    _case(
+        "sgd_plain",
+        "SGD",
+        "sgd",
+        lr=0.05,
+        momentum=0.0,
+        dampening=0.0,
+        nesterov=False,
+        weight_decay=0.0,
+    ),
+    _case(
+        "sgd_momentum",
+        "SGD",
+        "sgd",
+        lr=0.05,
+        momentum=0.9,
+        dampening=0.0,
+        nesterov=False,
+        weight_decay=0.0,
+    ),
+    _case(
+        "sgd_momentum_dampening",
+        "SGD",
+        "sgd",
+        lr=0.05,
+        momentum=0.9,
+        dampening=0.3,
+        nesterov=False,
+        weight_decay=0.0,
+    ),
+    _case(
+        "sgd_nesterov",
+        "SGD",
+        "sgd",
+        lr=0.05,
+        momentum=0.9,
+        dampening=0.0,
+        nesterov=True,
+        weight_decay=0.0,
+    ),
+    _case(
+        "sgd_momentum_wd",
+        "SGD",
+        "sgd",
+        lr=0.05,
+        momentum=0.9,
+        dampening=0.0,
+        nesterov=False,
+        weight_decay=0.01,
+    ),
     # --- Adagrad
-    _case("adagrad_plain", "Adagrad", "adagrad", lr=0.1, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10),
-    _case("adagrad_decay_wd_init", "Adagrad", "adagrad", lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-10),
+    _case(
+        "adagrad_plain",
+        "Adagrad",
+        "adagrad",
+        lr=0.1,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=0.0,
+        eps=1e-10,
+    ),
+    _case(
+        "adagrad_decay_wd_init",
+        "Adagrad",
+        "adagrad",
+        lr=0.1,
+        lr_decay=0.01,
+        weight_decay=0.01,
+        initial_accumulator_value=0.1,
+        eps=1e-10,
+    ),
     # --- Adadelta
     _case("adadelta_default", "Adadelta", "adadelta", lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0),
-    _case("adadelta_rho_eps_wd", "Adadelta", "adadelta", lr=0.5, rho=0.95, eps=1e-5, weight_decay=0.01),
+    _case(
+        "adadelta_rho_eps_wd", "Adadelta", "adadelta", lr=0.5, rho=0.95, eps=1e-5, weight_decay=0.01
+    ),
     # --- RMSprop (torch alpha == gradxform decay)
-    _case("rmsprop_plain", "RMSprop", "rmsprop", lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0),
-    _case("rmsprop_centered", "RMSprop", "rmsprop", lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0, centered=True, weight_decay=0.0),
-    _case("rmsprop_momentum", "RMSprop", "rmsprop", lr=0.01, alpha=0.99, eps=1e-8, momentum=0.9, centered=False, weight_decay=0.0),
-    _case("rmsprop_centered_momentum_wd", "RMSprop", "rmsprop", lr=0.01, alpha=0.9, eps=1e-8, momentum=0.5, centered=True, weight_decay=0.01),
+    _case(
+        "rmsprop_plain",
+        "RMSprop",
+        "rmsprop",
+        lr=0.01,
+        alpha=0.99,
+        eps=1e-8,
+        momentum=0.0,
+        centered=False,
+        weight_decay=0.0,
+    ),
+    _case(
+        "rmsprop_centered",
+        "RMSprop",
+        "rmsprop",
+        lr=0.01,
+        alpha=0.99,
+        eps=1e-8,
+        momentum=0.0,
+        centered=True,
+        weight_decay=0.0,
+    ),
+    _case(
+        "rmsprop_momentum",
+        "RMSprop",
+        "rmsprop",
+        lr=0.01,
+        alpha=0.99,
+        eps=1e-8,
+        momentum=0.9,
+        centered=False,
+        weight_decay=0.0,
+    ),
+    _case(
+        "rmsprop_centered_momentum_wd",
+        "RMSprop",
+        "rmsprop",
+        lr=0.01,
+        alpha=0.9,
+        eps=1e-8,
+        momentum=0.5,
+        centered=True,
+        weight_decay=0.01,
+    ),
     # --- Adam (coupled L2 weight decay)
-    _case("adam_plain", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.0),
-    _case("adam_amsgrad", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=True, weight_decay=0.0),
+    _case(
+        "adam_plain", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.0
+    ),
+    _case(
+        "adam_amsgrad", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=True, weight_decay=0.0
+    ),
     _case("adam_wd", "Adam", "adam", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.01),
-    _case("adam_betas_eps", "Adam", "adam", lr=0.05, betas=[0.8, 0.99], eps=1e-6, amsgrad=False, weight_decay=0.0),
+    _case(
+        "adam_betas_eps",
+        "Adam",
+        "adam",
+        lr=0.05,
+        betas=[0.8, 0.99],
+        eps=1e-6,
+        amsgrad=False,
+        weight_decay=0.0,
+    ),
     # --- AdamW (decoupled weight decay)
-    _case("adamw_wd", "AdamW", "adamw", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.1),
-    _case("adamw_amsgrad_wd", "AdamW", "adamw", lr=0.05, betas=B, eps=1e-8, amsgrad=True, weight_decay=0.05),
+    _case(
+        "adamw_wd", "AdamW", "adamw", lr=0.05, betas=B, eps=1e-8, amsgrad=False, weight_decay=0.1
+    ),
+    _case(
+        "adamw_amsgrad_wd",
+        "AdamW",
+        "adamw",
+        lr=0.05,
+        betas=B,
+        eps=1e-8,
+        amsgrad=True,
+        weight_decay=0.05,
+    ),
     # --- RAdam (coupled weight decay; rho_t > 5 first at step 6 for b2 = 0.999)
     _case("radam_plain", "RAdam", "radam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.0),
     _case("radam_wd", "RAdam", "radam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.01),
     # --- NAdam (coupled weight decay)
-    _case("nadam_plain", "NAdam", "nadam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.0, momentum_decay=4e-3),
-    _case("nadam_wd", "NAdam", "nadam", lr=0.05, betas=B, eps=1e-8, weight_decay=0.01, momentum_decay=4e-3),
+    _case(
+        "nadam_plain",
+        "NAdam",
+        "nadam",
+        lr=0.05,
+        betas=B,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+    ),
+    _case(
+        "nadam_wd",
+        "NAdam",
+        "nadam",
+        lr=0.05,
+        betas=B,
+        eps=1e-8,
+        weight_decay=0.01,
+        momentum_decay=4e-3,
+    ),
     # --- Adamax
     _case("adamax_plain", "Adamax", "adamax", lr=0.05, betas=B, eps=1e-8, weight_decay=0.0),
     _case("adamax_wd", "Adamax", "adamax", lr=0.05, betas=B, eps=1e-8, weight_decay=0.01),
@@ -86,7 +238,10 @@ CASES = [
 
 # torch-only kwargs that select the implementation / variant; not passed to gradxform.
 TORCH_EXTRA = {"foreach": False, "maximize": False}
-TORCH_EXTRA_BY_OPT = {"RAdam": {"decoupled_weight_decay": False}, "NAdam": {"decoupled_weight_decay": False}}
+TORCH_EXTRA_BY_OPT = {
+    "RAdam": {"decoupled_weight_decay": False},
+    "NAdam": {"decoupled_weight_decay": False},
+}
 
 
 def gradxform_kwargs(torch_kwargs):
@@ -117,20 +272,20 @@ def make_problem():
     leaves, off = {}, 0
     for k, s in SHAPES.items():
         size = int(np.prod(s))
-        leaves[k] = x0[off:off + size].reshape(s)
+        leaves[k] = x0[off : off + size].reshape(s)
         off += size
     return a, c, leaves
 
 
 def closed_form_grads(a, c, lam, params):
     x = torch.cat([params["w"].reshape(-1), params["b"].reshape(-1)])
-    g = a @ x - c + lam * x ** 3
+    g = a @ x - c + lam * x**3
     return {"w": g[:6].reshape(SHAPES["w"]), "b": g[6:].reshape(SHAPES["b"])}
 
 
 def loss(a, c, lam, params):
     x = torch.cat([params["w"].reshape(-1), params["b"].reshape(-1)])
-    return 0.5 * x @ (a @ x) - c @ x + 0.25 * lam * torch.sum(x ** 4)
+    return 0.5 * x @ (a @ x) - c @ x + 0.25 * lam * torch.sum(x**4)
 
 
 def run_case(case, a_np, c_np, x0_leaves):
@@ -158,7 +313,7 @@ def run_case(case, a_np, c_np, x0_leaves):
         opt.step()
         if step in RECORD_STEPS:
             traj[str(step)] = {k: p.detach().numpy().tolist() for k, p in params.items()}
-        for k, p in params.items():
+        for p in params.values():
             assert p.dtype == torch.float64
             assert torch.all(torch.isfinite(p)), (case["name"], step)
     torch_kwargs_full = dict(case["torch_kwargs"])
@@ -167,7 +322,10 @@ def run_case(case, a_np, c_np, x0_leaves):
     return {
         "name": case["name"],
         "torch": {"optimizer": case["torch_optimizer"], "kwargs": torch_kwargs_full},
-        "gradxform": {"optimizer": case["gx_optimizer"], "kwargs": gradxform_kwargs(case["torch_kwargs"])},
+        "gradxform": {
+            "optimizer": case["gx_optimizer"],
+            "kwargs": gradxform_kwargs(case["torch_kwargs"]),
+        },
         "trajectory": traj,
     }
 
