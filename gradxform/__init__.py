@@ -75,3 +75,8 @@ from .weight_decay import add_l1_subgradient as add_l1_subgradient
 from .weight_decay import proximal_l1 as proximal_l1
 
 __version__ = "0.1.0"
+from .hyperparams import hyperparams as hyperparams
+from .hyperparams import replace as replace
+from .monitor import metrics as metrics
+from .monitor import monitor as monitor
+from . import logging as logging

@@ -476,7 +476,11 @@ class set_to_zero(GradientTransformation):  # noqa: N801
 
 
 def _unique_names(transforms: tuple) -> tuple[str, ...]:
-    base = [type(t).__name__ for t in transforms]
+    # A named optimizer inside a chain is called by its name ("adamw"), not "chain".
+    base = [
+        getattr(t, "name", None) or type(t).__name__ if isinstance(t, chain) else type(t).__name__
+        for t in transforms
+    ]
     return tuple(
         n if base.count(n) == 1 else f"{n}_{base[:i].count(n)}" for i, n in enumerate(base)
     )

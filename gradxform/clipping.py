@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from .base import EmptyState, GradientTransformation, check_hparam, compute_dtype, map_updates
@@ -41,6 +42,14 @@ class clip(GradientTransformation):  # noqa: N801
         return map_updates(f, updates)[0], state
 
 
+class ClipByGlobalNormState(NamedTuple):
+    norm: jax.Array  # float32 scalar: global norm of the last incoming update
+    clipped_norm: jax.Array  # float32 scalar: its norm after clipping
+
+    def _metrics(self):
+        return {"norm_before": self.norm, "norm_after": self.clipped_norm}
+
+
 class clip_by_global_norm(GradientTransformation):  # noqa: N801
     """Rescales the whole tree when its global norm exceeds ``max_norm``.
 
@@ -55,9 +64,15 @@ class clip_by_global_norm(GradientTransformation):  # noqa: N801
         check_hparam("clip_by_global_norm", "max_norm", self.max_norm, low=0, low_open=True)
 
     def init(self, params):
-        return EmptyState()
+        zero = jnp.zeros([], jnp.float32)
+        return ClipByGlobalNormState(norm=zero, clipped_norm=zero)
 
     def update(self, updates, state, params=None, **extra):
         norm = global_norm(updates)
-        factor = jnp.where(norm > self.max_norm, self.max_norm / jnp.where(norm > 0, norm, 1), 1)
-        return scale_updates(updates, factor), state
+        clipped = norm > self.max_norm
+        factor = jnp.where(clipped, self.max_norm / jnp.where(norm > 0, norm, 1), 1)
+        after = jnp.where(clipped, jnp.asarray(self.max_norm, norm.dtype), norm)
+        new_state = ClipByGlobalNormState(
+            norm=norm.astype(jnp.float32), clipped_norm=after.astype(jnp.float32)
+        )
+        return scale_updates(updates, factor), new_state

@@ -15,6 +15,7 @@ from .base import (
     map_updates,
     resolve,
     safe_increment,
+    scalar_dtype,
     scalar_like,
     static_field,
     zero_count,
@@ -49,6 +50,10 @@ class scale(GradientTransformation):  # noqa: N801
 
 class ScaleByLearningRateState(NamedTuple):
     count: jax.Array  # int32 scalar: updates applied so far (the schedule's input)
+    learning_rate: jax.Array  # scalar: the rate used by the last update (0 before any)
+
+    def _metrics(self):
+        return {"learning_rate": self.learning_rate}
 
 
 class scale_by_learning_rate(GradientTransformation):  # noqa: N801
@@ -67,13 +72,15 @@ class scale_by_learning_rate(GradientTransformation):  # noqa: N801
         )
 
     def init(self, params):
-        return ScaleByLearningRateState(count=zero_count())
+        return ScaleByLearningRateState(
+            count=zero_count(), learning_rate=jnp.zeros([], scalar_dtype())
+        )
 
     def update(self, updates, state, params=None, **extra):
         lr = resolve(self.learning_rate, state.count)
         factor = -lr if self.flip_sign else lr
         return scale_updates(updates, factor), ScaleByLearningRateState(
-            count=safe_increment(state.count)
+            count=safe_increment(state.count), learning_rate=jnp.asarray(lr, scalar_dtype())
         )
 
 

@@ -46,7 +46,7 @@ class FrozenTree:
 
 
 def _freeze_mask(owner: str, mask: Any) -> Any:
-    if mask is None or callable(mask):
+    if mask is None or callable(mask) or isinstance(mask, FrozenTree):
         return mask
     for path, leaf in jax.tree_util.tree_flatten_with_path(mask, is_leaf=_is_none)[0]:
         if leaf is not None and not isinstance(leaf, bool):

@@ -823,7 +823,11 @@ def test_add_noise_variance_anneals():
 
 
 STATE_LAYOUTS = [
-    pytest.param(lambda: gx.scale_by_learning_rate(0.1), ("count",), id="scale_by_learning_rate"),
+    pytest.param(
+        lambda: gx.scale_by_learning_rate(0.1),
+        ("count", "learning_rate"),
+        id="scale_by_learning_rate",
+    ),
     pytest.param(lambda: gx.scale_by_momentum(0.9), ("count", "velocity"), id="scale_by_momentum"),
     pytest.param(lambda: gx.ema(0.9), ("count", "ema"), id="ema"),
     pytest.param(lambda: gx.scale_by_rss(), ("sum_of_squares",), id="scale_by_rss"),
@@ -849,7 +853,9 @@ STATE_LAYOUTS = [
     pytest.param(lambda: gx.scale_by_sign(), (), id="scale_by_sign"),
     pytest.param(lambda: gx.centralize(), (), id="centralize"),
     pytest.param(lambda: gx.clip(1.0), (), id="clip"),
-    pytest.param(lambda: gx.clip_by_global_norm(1.0), (), id="clip_by_global_norm"),
+    pytest.param(
+        lambda: gx.clip_by_global_norm(1.0), ("norm", "clipped_norm"), id="clip_by_global_norm"
+    ),
     pytest.param(lambda: gx.add_l1_subgradient(0.1), (), id="add_l1_subgradient"),
     pytest.param(lambda: gx.identity(), (), id="identity"),
     pytest.param(lambda: gx.stateless(_double_plus_params), (), id="stateless"),

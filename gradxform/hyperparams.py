@@ -1,0 +1,171 @@
+"""Reading and changing hyperparameters of a built transform.
+
+Transforms are pytrees, so a hyperparameter has a key path, e.g.
+``.scale_by_adam.b1`` or ``.scale_by_learning_rate.learning_rate`` in ``gx.adam(1e-3)``.
+
+- ``replace(tx, learning_rate=3e-4)`` changes every field of that name, anywhere in the
+  transform (chains and wrappers included); ``replace(tx, {".scale_by_adam.b1": 0.95})``
+  changes one field by path. The result is validated like a new construction and has the
+  same structure, so a jitted step taking ``tx`` as an argument runs it without retracing
+  (unless a number is replaced by a schedule, which is a new structure).
+- ``hyperparams(tx, state)`` returns every numeric hyperparameter by path, with
+  schedules evaluated at the step count held in ``state``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+
+from .base import ChainState, GradientTransformation, Module, chain, scalar_dtype
+
+__all__ = ["replace", "hyperparams"]
+
+
+def _children(obj: Any) -> list[tuple[str, Any]]:
+    """(path component, value) of a transform's fields, chains by member name."""
+    if isinstance(obj, chain):
+        return list(zip(obj.names, obj.transforms))
+    return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+
+
+def _rebuild(obj: Any, path: str, change: Callable[[str, str, Any], Any], seen: set) -> Any:
+    if isinstance(obj, (list, tuple)):
+        items = [_rebuild(x, f"{path}[{i}]", change, seen) for i, x in enumerate(obj)]
+        return type(obj)(items) if any(a is not b for a, b in zip(items, obj)) else obj
+    if isinstance(obj, dict):
+        items = {k: _rebuild(v, f"{path}[{k!r}]", change, seen) for k, v in obj.items()}
+        return items if any(items[k] is not obj[k] for k in obj) else obj
+    if not isinstance(obj, Module):
+        return obj
+    updates = {}
+    for name, value in _children(obj):
+        sub = f"{path}.{name}"
+        new = change(name, sub, value)
+        if new is not _KEEP:
+            seen.add(sub)
+            updates[name] = new
+        else:
+            rebuilt = _rebuild(value, sub, change, seen)
+            if rebuilt is not value:
+                updates[name] = rebuilt
+    if not updates:
+        return obj
+    if isinstance(obj, chain):
+        members = [updates.get(n, t) for n, t in zip(obj.names, obj.transforms)]
+        return chain(**dict(zip(obj.names, members)), name=obj.name)
+    # dataclasses.replace re-runs __init__, hence the hyperparameter validation.
+    return dataclasses.replace(obj, **updates)
+
+
+_KEEP = object()
+
+
+def _paths(tx: Any) -> list[str]:
+    out: list[str] = []
+
+    def walk(obj, path):
+        if isinstance(obj, Module):
+            for name, value in _children(obj):
+                out.append(f"{path}.{name}")
+                walk(value, f"{path}.{name}")
+        elif isinstance(obj, (list, tuple)):
+            for i, x in enumerate(obj):
+                walk(x, f"{path}[{i}]")
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{path}[{k!r}]")
+
+    walk(tx, "")
+    return out
+
+
+def replace(tx: Any, by_path: dict[str, Any] | None = None, /, **by_name: Any) -> Any:
+    """A copy of ``tx`` with hyperparameters changed, by field name or by key path.
+
+    ``replace(gx.adamw(1e-3), learning_rate=3e-4, weight_decay=0.05)`` changes every field
+    with those names; ``replace(tx, {".scale_by_adam.b2": 0.99})`` one field by path (the
+    paths ``hyperparams`` prints). Raises ``ValueError`` naming the available fields when
+    a name or path matches nothing.
+    """
+    by_path = dict(by_path or {})
+    seen: set[str] = set()
+
+    def change(name, path, value):
+        if path in by_path:
+            return by_path[path]
+        if name in by_name:
+            return by_name[name]
+        return _KEEP
+
+    new = _rebuild(tx, "", change, seen)
+    matched_names = {p.rsplit(".", 1)[-1] for p in seen}
+    missing = [p for p in by_path if p not in seen]
+    missing += [n for n in by_name if n not in matched_names]
+    if missing:
+        available = sorted(_paths(tx))
+        raise ValueError(
+            f"replace: {missing} matched no field of {type(tx).__name__}; fields by path: "
+            f"{available}"
+        )
+    return new
+
+
+def _inner_state(state: Any, name: str) -> Any:
+    """The state that belongs to an inner transform stored in field ``name``."""
+    if isinstance(state, ChainState):
+        return state[name] if name in state.names else None
+    for attr in (name, "inner_state", "inner"):
+        if hasattr(state, attr):
+            return getattr(state, attr)
+    return None
+
+
+def hyperparams(tx: GradientTransformation, state: Any = None) -> dict[str, Any]:
+    """Every numeric hyperparameter of ``tx`` by key path, as scalars.
+
+    A schedule is evaluated at the step count of its transform's state (``state.count``)
+    when ``state`` is given; otherwise its own parameters are listed under its path.
+    Usable inside ``jit``.
+    """
+    out: dict[str, Any] = {}
+
+    def walk(obj, path, st):
+        count = getattr(st, "count", None) if st is not None else None
+        for name, value in _children(obj):
+            sub = f"{path}.{name}"
+            if isinstance(value, GradientTransformation):
+                walk(value, sub, _inner_state(st, name))
+            elif callable(value) and count is not None:
+                out[sub] = jnp.asarray(value(count), scalar_dtype())
+            elif isinstance(value, Module):
+                walk(value, sub, None)
+            elif isinstance(value, (list, tuple, dict)):
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                for k, v in items:
+                    key = f"{sub}[{k!r}]"
+                    if isinstance(v, GradientTransformation):
+                        inner = _inner_state(st, name)
+                        walk(v, key, inner[k] if inner is not None else None)
+                    elif isinstance(v, Module):
+                        walk(v, key, None)
+            elif _is_number(value):
+                out[sub] = jnp.asarray(value, scalar_dtype())
+
+    walk(tx, "", state)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return (
+        hasattr(value, "dtype")
+        and getattr(value, "ndim", 1) == 0
+        and jnp.issubdtype(value.dtype, jnp.number)
+    )

@@ -1,0 +1,163 @@
+"""Loggers for per-step metrics and the optimizer's configuration.
+
+A logger has three methods: ``log_config(tx)`` records the transform's configuration
+(every hyperparameter by path, plus its ``repr``), ``log_metrics(metrics, step)`` records
+a ``{name: scalar}`` dict (typically ``gx.metrics(state)`` plus your loss), and
+``close()``. Values may be JAX arrays: they are fetched to the host here, so call the
+loggers outside ``jit``.
+
+- ``JsonlLogger(path)`` and ``CsvLogger(path)``: no dependency beyond the standard library.
+- ``MLflowLogger(experiment, run_name, tracking_uri)``: logs to an MLflow run (seed 004
+  logs every epoch's loss to MLflow). ``tracking_uri`` defaults to a local SQLite store
+  ``sqlite:///mlflow.db`` in the working directory, so it works on a fresh machine with no
+  server; pass ``"http://host:5000"`` for a real server. Needs the ``mlflow`` extra.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from typing import Any, Protocol
+
+import jax
+
+__all__ = ["Logger", "JsonlLogger", "CsvLogger", "MLflowLogger", "config_dict"]
+
+
+class Logger(Protocol):
+    def log_config(self, tx: Any) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def config_dict(tx: Any) -> dict[str, Any]:
+    """Every hyperparameter leaf by key path, as given (Python numbers stay exact), plus
+    ``"repr"``: the whole transform, which also shows its structural options."""
+    out: dict[str, Any] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tx)[0]:
+        out[jax.tree_util.keystr(path)] = leaf if isinstance(leaf, (int, float)) else float(leaf)
+    out["repr"] = repr(tx)
+    return out
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            out[k] = float(v)
+        except TypeError as e:
+            raise TypeError(f"metric {k!r} is not a scalar: {v!r}") from e
+    return out
+
+
+class JsonlLogger:
+    """One JSON object per line: ``{"step": n, name: value, ...}``; config as a first line
+    ``{"config": {...}}``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def log_config(self, tx: Any) -> None:
+        self._write({"config": config_dict(tx)})
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        self._write({"step": int(step), **_floats(metrics)})
+
+    def _write(self, obj: dict) -> None:
+        # NaN/Inf are legal metric values (a skipped step); JSON spells them as null.
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in obj.items()
+        }
+        self._file.write(json.dumps(clean) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class CsvLogger:
+    """A CSV table with a ``step`` column and one column per metric (fixed by the first
+    ``log_metrics`` call; a later call with other names raises). Config goes to
+    ``<path>.config.json``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._writer: csv.DictWriter | None = None
+
+    def log_config(self, tx: Any) -> None:
+        with open(self.path + ".config.json", "w", encoding="utf-8") as f:
+            json.dump(config_dict(tx), f, indent=1)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        row = {"step": int(step), **_floats(metrics)}
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, fieldnames=list(row))
+            self._writer.writeheader()
+        elif set(row) != set(self._writer.fieldnames):
+            raise ValueError(
+                f"CsvLogger: metric names changed: columns are {self._writer.fieldnames}, "
+                f"got {list(row)}"
+            )
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _mlflow_key(name: str) -> str:
+    # MLflow keys allow alphanumerics, _ - . space / ; our paths use those already, but a
+    # leading "." (hyperparameter paths) reads badly in the UI.
+    return name.lstrip(".")
+
+
+class MLflowLogger:
+    """Logs to an MLflow run; starts it on construction, ends it on ``close()``.
+
+    Args:
+      experiment: experiment name (created if missing), default ``"gradxform"``.
+      run_name: optional run name.
+      tracking_uri: default ``sqlite:///mlflow.db`` in the working directory.
+    """
+
+    def __init__(
+        self,
+        experiment: str = "gradxform",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+    ):
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError as e:
+            raise ImportError("MLflowLogger needs mlflow: pip install 'gradxform[mlflow]'") from e
+        self.tracking_uri = tracking_uri or "sqlite:///" + os.path.abspath("mlflow.db")
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
+
+    def log_config(self, tx: Any) -> None:
+        from mlflow.entities import Param
+
+        cfg = config_dict(tx)
+        params = [Param(_mlflow_key(k), str(v)[:6000]) for k, v in cfg.items()]
+        self.client.log_batch(self.run_id, params=params)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(_mlflow_key(k), v, now, int(step)) for k, v in _floats(metrics).items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
