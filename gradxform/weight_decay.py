@@ -63,7 +63,9 @@ def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
     if mask is None:
         return jax.tree_util.tree_map(lambda _: True, params)
     tree = mask(params) if callable(mask) else mask.tree
-    check_tree_structure(params, tree, names=("params", f"{owner} mask"))
+    # allow_none: inside masked/partition the params a transform sees are None where
+    # another transform owns the leaf, while the user's mask still has a bool there.
+    check_tree_structure(params, tree, names=("params", f"{owner} mask"), allow_none=True)
     return tree
 
 

@@ -213,3 +213,22 @@ def test_mlflow_logger_round_trip(tmp_path, monkeypatch):
         assert [m.step for m in history] == list(range(20)), key
         # MLflow stores float64; our values are float32 scalars converted exactly.
         assert [m.value for m in history] == [row[key] for row in expected], key
+
+
+def test_wrappers_report_skips_phase_and_plateau_scale():
+    tx = gx.chain(
+        gx.apply_if_finite(gx.accumulate(gx.sgd(gx.constant_schedule(0.1)), every_k=2), 3),
+        gx.reduce_on_plateau(factor=0.5, patience=0),
+    )
+    p = {"w": jnp.ones(2)}
+    s = tx.init(p)
+    _, s = tx.update({"w": jnp.asarray([jnp.nan, 1.0])}, s, p, value=jnp.asarray(1.0))
+    _, s = tx.update({"w": jnp.ones(2)}, s, p, value=jnp.asarray(2.0))
+    m = gx.metrics(s)
+    assert int(m["apply_if_finite/total_errors"]) == 1
+    assert int(m["apply_if_finite/consecutive_errors"]) == 0
+    assert int(m["apply_if_finite/inner_state/micro_step"]) == 1
+    assert int(m["apply_if_finite/inner_state/optimizer_step"]) == 0
+    assert float(m["reduce_on_plateau/best_value"]) == 1.0
+    assert float(m["reduce_on_plateau/scale"]) == 0.5  # no improvement, patience 0
+    assert "apply_if_finite/inner_state/inner_state/scale_by_learning_rate/learning_rate" in m

@@ -1,0 +1,120 @@
+"""Gradient accumulation: one optimizer step every k micro-batches.
+
+``accumulate(tx, every_k)`` sums the micro-batch updates in a single accumulator and
+runs ``tx`` on the k-th call only, inside ``lax.cond``: on the other k - 1 calls ``tx``
+is not computed at all, and the emitted update is zero. ``tx`` therefore sees one step
+per optimizer step, so its counters and schedules count optimizer steps, not
+micro-batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    compute_dtype,
+    map_params,
+    map_updates,
+    new_slot,
+    safe_increment,
+    slot_dtype,
+    static_field,
+    wider_dtype,
+    zero_count,
+)
+from .wrappers import as_int, check_int, check_transform, cond_update, zeros_like_updates
+
+__all__ = ["accumulate", "AccumulateState"]
+
+
+class AccumulateState(NamedTuple):
+    micro_step: jax.Array  # int32 in [0, every_k): micro-batches summed in `accumulator`
+    count: jax.Array  # int32: optimizer steps taken, i.e. times `inner` ran
+    accumulator: Any  # like params, accumulator_dtype: sum of this cycle's updates
+    inner_state: Any  # the wrapped transform's state; changes on optimizer steps only
+
+    def _metrics(self):
+        return {"micro_step": self.micro_step, "optimizer_step": self.count}
+
+
+class accumulate(GradientTransformation):  # noqa: N801
+    """Accumulates ``every_k`` micro-batch updates, then runs ``inner`` once on them.
+
+    On calls 1 .. k-1 of a cycle: acc <- acc + u, emitted update 0, ``inner`` untouched.
+    On call k: g = (acc + u) / k (``average=True``) or acc + u (``average=False``) is
+    cast to the update dtype and fed to ``inner``, whose output is emitted; acc <- 0.
+
+    With ``average=True`` and micro-batch gradients of a *mean* loss, k micro-batches of
+    size b give the gradient of the mean loss over the k*b examples, so the run equals
+    ``inner`` on batches of k*b (up to float rounding). ``average=False`` is right for a
+    *sum* loss.
+
+    Args:
+      inner: the optimizer (e.g. ``adam(schedule)``); ``params`` passed on the k-th call
+        are the ones the micro-batch gradients were taken at (the zero updates before
+        leave them unchanged). Extra keyword arguments (e.g. ``value``) reach ``inner``
+        from the k-th call only.
+      every_k: micro-batches per optimizer step, an integer >= 1.
+      average: divide the sum by ``every_k`` (default True).
+      accumulator_dtype: storage dtype of the accumulator (default: the parameter dtype,
+        at least float32, so bfloat16 gradients are summed in float32).
+
+    Memory: one accumulator like params, on top of ``inner``'s state.
+    Put ``apply_if_finite`` *outside* (``apply_if_finite(accumulate(...), n)``) to drop
+    single bad micro-batches; inside, a bad micro-batch skips the whole optimizer step.
+    """
+
+    inner: GradientTransformation
+    every_k: Any
+    average: bool = static_field(default=True)
+    accumulator_dtype: Any = static_field(default=None)
+
+    def __post_init__(self):
+        check_transform("accumulate", "inner", self.inner)
+        check_int("accumulate", "every_k", self.every_k, low=1)
+        if not isinstance(self.average, bool):
+            raise TypeError(f"accumulate: average must be a bool, got {self.average!r}")
+
+    def init(self, params):
+        return AccumulateState(
+            micro_step=zero_count(),
+            count=zero_count(),
+            accumulator=map_params(
+                lambda p: new_slot(p, slot_dtype(p, self.accumulator_dtype)), params
+            ),
+            inner_state=self.inner.init(params),
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        def add(u, acc):
+            dt = wider_dtype(compute_dtype(u), acc.dtype)
+            return ((acc.astype(dt) + u.astype(dt)).astype(acc.dtype),)
+
+        total = map_updates(add, updates, state.accumulator)[0]
+        step_now = state.micro_step + 1 >= as_int(self.every_k)
+
+        def mean(u, acc):
+            g = acc.astype(wider_dtype(compute_dtype(u), acc.dtype))
+            if self.average:
+                g = g / jnp.asarray(self.every_k).astype(g.dtype)
+            return (g.astype(u.dtype),)
+
+        def optimizer_step():
+            grads = map_updates(mean, updates, total)[0]
+            out, inner_state = self.inner.update(grads, state.inner_state, params, **extra)
+            return out, inner_state, zeros_like_updates(total)
+
+        def micro_step():
+            return zeros_like_updates(updates), state.inner_state, total
+
+        out, inner_state, accumulator = cond_update(step_now, optimizer_step, micro_step)
+        return out, AccumulateState(
+            micro_step=jnp.where(step_now, 0, state.micro_step + 1),
+            count=jnp.where(step_now, safe_increment(state.count), state.count),
+            accumulator=accumulator,
+            inner_state=inner_state,
+        )

@@ -1,0 +1,120 @@
+"""Opt-in flat parameter layout: one buffer per dtype group instead of one per leaf.
+
+With many small leaves, an optimizer step costs per buffer passed in and out, and its
+compile time grows with the number of leaves. ``ParamLayout`` packs a parameter tree into
+one 1-D array per dtype (like FSDP's flat parameter); the model unpacks views inside its
+loss, so ``jax.grad`` returns gradients already flat, and every transform of the library
+then runs on a handful of leaves::
+
+    layout = gx.ParamLayout.of(params)
+    flat = layout.flatten(params)           # {"float32": f32[n], "bfloat16": bf16[m]}
+    state = tx.init(flat)
+
+    def loss_fn(flat, batch):
+        return model_loss(layout.unflatten(flat), batch)
+
+    grads = jax.grad(loss_fn)(flat, batch)  # flat too: no per-step concatenation
+    updates, state = tx.update(grads, state, flat)
+    flat = gx.apply_updates(flat, updates)
+
+Elementwise transforms give bitwise the same numbers as on the tree; tree reductions
+(``clip_by_global_norm``) sum in another order (last-ulp differences). Per-leaf options
+(weight-decay masks, partitions) need a per-leaf tree and do not apply to flat groups.
+``pad_to`` pads each group to a multiple (e.g. the device count) so a flat group can be
+sharded along its one axis with ``NamedSharding(mesh, PartitionSpec("x"))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .base import _is_none, check_tree_structure, is_param
+
+__all__ = ["ParamLayout"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Slot:
+    group: str  # dtype name
+    offset: int
+    shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamLayout:
+    """Where each parameter leaf lives in its dtype group's flat buffer (static, hashable)."""
+
+    treedef: Any
+    slots: tuple  # one _Slot per leaf, or None for leaves that are not optimized
+    others: tuple  # the non-optimized leaves, kept as they are
+    sizes: tuple  # (group, padded size) pairs
+
+    @classmethod
+    def of(cls, params: Any, pad_to: int = 1) -> ParamLayout:
+        """The layout of ``params`` (arrays or ShapeDtypeStructs); groups by dtype."""
+        if not (isinstance(pad_to, int) and pad_to >= 1):
+            raise ValueError(f"ParamLayout.of: pad_to must be an integer >= 1, got {pad_to!r}")
+        leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+        offsets: dict[str, int] = {}
+        slots, others = [], []
+        for leaf in leaves:
+            if not is_param(leaf):
+                slots.append(None)
+                others.append(leaf)
+                continue
+            dt = jnp.dtype(jnp.result_type(leaf)).name
+            shape = tuple(getattr(leaf, "shape", ()))
+            off = offsets.get(dt, 0)
+            slots.append(_Slot(dt, off, shape))
+            offsets[dt] = off + math.prod(shape)
+        sizes = tuple((g, -(-n // pad_to) * pad_to) for g, n in offsets.items())
+        return cls(treedef, tuple(slots), tuple(others), sizes)
+
+    def flatten(self, params: Any) -> dict[str, jax.Array]:
+        """Pack ``params`` (laid out as this layout) into ``{dtype name: 1-D array}``."""
+        leaves = self.treedef.flatten_up_to(params)
+        parts: dict[str, list] = {g: [] for g, _ in self.sizes}
+        for leaf, slot in zip(leaves, self.slots):
+            if slot is not None:
+                arr = jnp.asarray(leaf)
+                if arr.shape != slot.shape or arr.dtype.name != slot.group:
+                    raise ValueError(
+                        f"ParamLayout.flatten: leaf has {arr.dtype.name}{list(arr.shape)}, "
+                        f"layout expects {slot.group}{list(slot.shape)}"
+                    )
+                parts[slot.group].append(arr.reshape(-1))
+        out = {}
+        for group, size in self.sizes:
+            flat = jnp.concatenate(parts[group]) if parts[group] else jnp.zeros(0, group)
+            out[group] = jnp.pad(flat, (0, size - flat.shape[0]))
+        return out
+
+    def unflatten(self, flat: dict[str, jax.Array]) -> Any:
+        """The parameter tree viewed from flat buffers (slices: differentiable, cheap)."""
+        check_tree_structure(dict(self.sizes), flat, names=("layout groups", "flat"))
+        others = iter(self.others)
+        leaves = []
+        for slot in self.slots:
+            if slot is None:
+                leaves.append(next(others))
+            else:
+                n = math.prod(slot.shape)
+                buf = flat[slot.group]
+                leaves.append(
+                    jax.lax.slice_in_dim(buf, slot.offset, slot.offset + n).reshape(slot.shape)
+                )
+        return self.treedef.unflatten(leaves)
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(math.prod(s.shape) for s in self.slots if s is not None))
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{g}[{n}]" for g, n in self.sizes)
+        leaves = sum(s is not None for s in self.slots)
+        return f"ParamLayout({leaves} leaves -> {groups})"

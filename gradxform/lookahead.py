@@ -1,0 +1,101 @@
+"""Lookahead (Zhang, Lucas, Hinton & Ba, 2019) without a special parameter type.
+
+Lookahead keeps two copies of the weights: *fast* weights theta, updated by an inner
+optimizer every step, and *slow* weights phi. Every ``sync_period`` steps
+
+    phi <- phi + alpha (theta - phi),    theta <- phi.
+
+Here the parameters the user holds (and passes to ``update`` / ``apply_updates``) are the
+**fast** weights; the slow weights live in the state (``LookaheadState.slow_params``).
+On an ordinary step the emitted update is the inner one (theta <- theta + u); on a sync
+step it is phi_new - theta, so ``apply_updates`` moves the params straight onto the new
+slow weights. Right after each sync step, params == slow weights (up to one rounding);
+evaluate there, or use ``state.slow_params``, which is what the paper reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    check_hparam,
+    check_params,
+    compute_dtype,
+    map_params,
+    map_updates,
+    new_slot,
+    safe_increment,
+    scalar_like,
+    slot_dtype,
+    static_field,
+    wider_dtype,
+    zero_count,
+)
+from .wrappers import as_int, check_int, check_transform, need_params
+
+__all__ = ["lookahead", "LookaheadState"]
+
+
+class LookaheadState(NamedTuple):
+    count: jax.Array  # int32: fast steps taken; a sync happens when it reaches k, 2k, ...
+    slow_params: Any  # like params, slow_dtype: the slow weights phi (params at init)
+    inner_state: Any  # the fast optimizer's state (not reset at a sync)
+
+
+class lookahead(GradientTransformation):  # noqa: N801
+    """Lookahead around the fast optimizer ``inner``; the user's params are the fast weights.
+
+    Step t (1-based): u = inner(g); theta' = theta + u. If t % sync_period == 0:
+    phi <- phi + alpha (theta' - phi) and the emitted update is phi - theta (params become
+    phi); otherwise the emitted update is u itself.
+
+    Args:
+      inner: the fast optimizer (it sees the fast params).
+      sync_period: k >= 1, fast steps per slow update (paper: 5 or 10).
+      alpha: slow step size in (0, 1] (paper: 0.5 or 0.8). alpha = 1 is ``inner`` alone.
+      slow_dtype: storage dtype of the slow weights (default: the parameter dtype, at
+        least float32, so bfloat16 parameters keep float32 slow weights).
+
+    Needs ``params``. The slow weights are initialized to the params given to ``init``.
+    """
+
+    inner: GradientTransformation
+    sync_period: Any = 5
+    alpha: Any = 0.5
+    slow_dtype: Any = static_field(default=None)
+
+    def __post_init__(self):
+        check_transform("lookahead", "inner", self.inner)
+        check_int("lookahead", "sync_period", self.sync_period, low=1)
+        check_hparam("lookahead", "alpha", self.alpha, low=0, high=1, low_open=True)
+
+    def init(self, params):
+        slow = map_params(
+            lambda p: new_slot(p, slot_dtype(p, self.slow_dtype), fill=jnp.asarray(p)), params
+        )
+        return LookaheadState(
+            count=zero_count(), slow_params=slow, inner_state=self.inner.init(params)
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        need_params("lookahead", params)
+        check_params(updates, params)
+        fast_updates, inner_state = self.inner.update(updates, state.inner_state, params, **extra)
+        count = safe_increment(state.count)
+        sync = count % as_int(self.sync_period) == 0
+
+        def f(u, slow, p):
+            dt = wider_dtype(compute_dtype(u), compute_dtype(p), slow.dtype)
+            pc = jnp.asarray(p).astype(dt)
+            fast = pc + u.astype(dt)
+            s = slow.astype(dt)
+            new_slow = s + scalar_like(self.alpha, s) * (fast - s)
+            out = jnp.where(sync, (new_slow - pc).astype(u.dtype), u)
+            return out, jnp.where(sync, new_slow, s).astype(slow.dtype), p
+
+        out, slow, _ = map_updates(f, fast_updates, state.slow_params, params, n_out=3)
+        return out, LookaheadState(count=count, slow_params=slow, inner_state=inner_state)

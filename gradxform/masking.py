@@ -1,0 +1,726 @@
+"""Selecting parameters: ``masked``, ``partition`` and ``freeze``.
+
+``masked(inner, mask)`` runs ``inner`` on the selected parameters only;
+``partition({label: tx, ...}, labels)`` runs one transform per group of parameters;
+``freeze(inner, selector)`` gives the selected parameters exact zero updates and runs
+``inner`` on the others.
+
+Selectors
+---------
+Which parameters a mask selects, or which label each parameter gets, is said with one of
+three explicit kinds of value. Nothing is guessed from the value's type beyond this list:
+
+1. **A tree** of Python bools (masks) or strings (labels), shaped like the params or like a
+   *prefix* of them: a leaf covers the whole subtree opposite it, so
+   ``{"encoder": True, "decoder": False}`` selects every leaf under ``encoder``. Nodes are
+   matched by key, not by node type: a plain dict prefix works for a ``FrozenDict``,
+   a Mapping-like state or a dataclass with those attribute names. ``None`` in the tree
+   means "no label" and may only stand over leaves that are not optimized.
+2. **A predicate** wrapped in ``where``: ``gx.where(lambda path, leaf: leaf.ndim == 1)``.
+   It is called on each optimized leaf with ``path``, a tuple of keys (dict keys and
+   attribute names as they are, sequence indices as ints, like Flax NNX filters), and
+   returns a Python bool (masks) or a label string / ``None`` (labels). At ``update`` it
+   sees the parameters when they are passed, else the updates (same shapes and dtypes), so
+   it should depend on path, shape and dtype only, not on values. A bare callable is
+   refused with a ``TypeError``: Equinox modules are callable pytrees, so a callable is
+   never taken for a predicate (and a registered pytree is always read as a tree).
+3. **Key-path patterns**: a string (masks only: ``masked(tx, "*/bias")``) or
+   ``gx.match(...)``: ``gx.match("*/bias", "*/scale")`` selects leaves matching any of the
+   patterns; ``gx.match({"encoder/**": "frozen", "*/bias": "no_decay"}, default="train")``
+   labels them (``default`` labels the leaves no pattern matches).
+
+Pattern syntax
+--------------
+A leaf's path is its keys joined by ``/``: dict keys and attribute names as text, sequence
+indices as numbers (``layers/0/w``). A pattern is matched against the *whole* path,
+component by component:
+
+- ``*`` matches exactly one component;
+- ``**`` matches any number of components, zero included (``encoder/**`` is everything
+  under ``encoder``; ``**/bias`` is every ``bias`` at any depth; ``**`` is everything);
+- within a component, fnmatch globbing: ``*`` any characters, ``?`` one character,
+  ``[abc]`` a set (``layer_*/w``, ``layers/[01]/*``).
+
+A pattern that matches no leaf raises a ``ValueError`` (it is almost always a typo). Keys
+that themselves contain ``/`` cannot be spelled by a pattern; use ``where`` for them.
+
+Rules and errors
+----------------
+Every optimized leaf must end up with exactly one label. ``partition`` raises a
+``ValueError`` listing the paths that got no label or two different labels (two
+``match`` patterns with different labels), and naming labels that have no transform or
+transforms that got no parameter. A tree selector that is not a prefix of the params names
+the first differing path. Paths in these messages use the pattern syntax above
+(``encoder/w``), so they can be pasted into a pattern.
+
+Selectors are static structure: trees are held in a hashable wrapper and predicates by
+identity, so transforms holding them hash, compare by value and can be jit arguments or
+Flax ``TrainState`` metadata.
+
+Why ``freeze`` wraps a transform
+--------------------------------
+A zero update is not enough to keep a parameter still when a later transform adds to it:
+``chain(<zeros for encoder>, adamw(1e-3))`` still decays the encoder weights. So
+``freeze(inner, selector)`` sits *outside* the optimizer: frozen leaves never reach
+``inner`` (no optimizer state is allocated for them) and leave ``freeze`` as exact zeros,
+so nothing inside ``inner``, weight decay included, can move them. Put ``freeze`` outermost
+(or after every transform that could add to the update). The same thing spelled with
+``partition``: ``partition({"train": adamw(1e-3), "frozen": set_to_zero()}, labels)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .base import (
+    GradientTransformation,
+    _describe,
+    _is_none,
+    check_params,
+    check_tree_structure,
+    is_param,
+    static_field,
+)
+
+__all__ = ["where", "match", "masked", "partition", "freeze", "MaskedState", "PartitionState"]
+
+PyTree = Any
+_MAX_LISTED = 10  # paths listed in an error message
+
+
+# --------------------------------------------------------------------------------------
+# Paths
+
+
+def _key_value(entry: Any) -> Any:
+    """The plain value of a key-path entry: dict key, attribute name or sequence index."""
+    if isinstance(entry, jax.tree_util.DictKey):
+        return entry.key
+    if isinstance(entry, jax.tree_util.GetAttrKey):
+        return entry.name
+    if isinstance(entry, jax.tree_util.SequenceKey):
+        return entry.idx
+    if isinstance(entry, jax.tree_util.FlattenedIndexKey):
+        return entry.key
+    return str(entry)
+
+
+def _path_str(path: tuple) -> str:
+    """``encoder/layers/0/w`` from a tuple of plain keys; ``<root>`` for the empty path."""
+    return "/".join(str(k) for k in path) if path else "<root>"
+
+
+def _list_paths(paths: list[str]) -> str:
+    shown = ", ".join(paths[:_MAX_LISTED])
+    more = len(paths) - _MAX_LISTED
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _flatten(tree: PyTree) -> tuple[list[tuple[tuple, Any]], Any]:
+    """(plain-key path, leaf) pairs with ``None`` as a leaf, and the treedef."""
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)
+    return [(tuple(_key_value(e) for e in p), x) for p, x in pairs], treedef
+
+
+def _is_tree_leaf(x: Any) -> bool:
+    return x is not None and jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(x))
+
+
+def _children(x: Any) -> list[tuple[Any, Any]]:
+    """One level of a pytree node: (plain key, child) pairs."""
+    pairs = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)[0]
+    return [(_key_value(p[0]), c) for p, c in pairs]
+
+
+# --------------------------------------------------------------------------------------
+# Selectors
+
+
+class where:  # noqa: N801
+    """A predicate selector: ``fn(path, leaf)`` returns a bool (mask) or a label (partition).
+
+    ``path`` is a tuple of keys (dict keys and attribute names as they are, sequence
+    indices as ints); ``leaf`` is an optimized leaf (array). Compared and hashed by the
+    identity of ``fn``. Usable as a decorator.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[tuple, Any], Any]):
+        if isinstance(fn, where):
+            fn = fn.fn
+        if not callable(fn):
+            raise TypeError(f"where: expected a callable (path, leaf) -> bool | label, got {fn!r}")
+        object.__setattr__(self, "fn", fn)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("where is immutable")
+
+    def __eq__(self, other):
+        if not isinstance(other, where):
+            return NotImplemented
+        return self.fn == other.fn
+
+    def __hash__(self):
+        return hash(("where", self.fn))
+
+    def __repr__(self):
+        return f"where({getattr(self.fn, '__qualname__', repr(self.fn))})"
+
+
+class _Pattern:
+    """A compiled key-path pattern (see the module docstring for the syntax)."""
+
+    __slots__ = ("text", "parts")
+
+    def __init__(self, text: Any):
+        if not isinstance(text, str):
+            raise TypeError(f"match: patterns must be strings, got {text!r}")
+        parts = tuple(text.split("/"))
+        if not text or any(p == "" for p in parts):
+            raise ValueError(
+                f"match: bad pattern {text!r}: components are separated by single '/', with "
+                "no leading, trailing or empty component"
+            )
+        self.text = text
+        self.parts = parts
+
+    def matches(self, path: tuple) -> bool:
+        comps = tuple(str(k) for k in path)
+        parts = self.parts
+        memo: dict[tuple[int, int], bool] = {}
+
+        def go(i: int, j: int) -> bool:
+            if (i, j) in memo:
+                return memo[i, j]
+            if i == len(parts):
+                res = j == len(comps)
+            elif parts[i] == "**":
+                res = go(i + 1, j) or (j < len(comps) and go(i, j + 1))
+            else:
+                res = (
+                    j < len(comps) and fnmatch.fnmatchcase(comps[j], parts[i]) and go(i + 1, j + 1)
+                )
+            memo[i, j] = res
+            return res
+
+        return go(0, 0)
+
+
+class match:  # noqa: N801
+    """A key-path pattern selector (syntax in the module docstring).
+
+    ``match("*/bias", "*/scale")``: a mask selecting the leaves any pattern matches.
+    ``match({"encoder/**": "frozen", "*/bias": "no_decay"}, default="train")``: labels.
+    Patterns given as plain strings carry the label ``True`` (selected); ``default`` is the
+    label of leaves no pattern matches (for a mask: ``False``; for ``partition``: none, and
+    an unlabelled parameter is an error). Several patterns may match a leaf only if they
+    give it the same label.
+    """
+
+    __slots__ = ("rules", "default")
+
+    def __init__(self, *patterns: str | Mapping[str, Any], default: Any = None):
+        if not patterns:
+            raise TypeError("match: give at least one pattern")
+        rules: list[tuple[_Pattern, Any]] = []
+        for p in patterns:
+            if isinstance(p, Mapping):
+                rules.extend((_Pattern(k), _check_label_value("match", v)) for k, v in p.items())
+            else:
+                rules.append((_Pattern(p), True))
+        if default is not None:
+            _check_label_value("match", default)
+        object.__setattr__(self, "rules", tuple(rules))
+        object.__setattr__(self, "default", default)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("match is immutable")
+
+    def _key(self):
+        return (tuple((p.text, lab) for p, lab in self.rules), self.default)
+
+    def __eq__(self, other):
+        if not isinstance(other, match):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self):
+        return hash(("match", self._key()))
+
+    def __repr__(self):
+        if all(lab is True for _, lab in self.rules):
+            args = [repr(p.text) for p, _ in self.rules]
+        else:
+            args = [repr({p.text: lab for p, lab in self.rules})]
+        if self.default is not None:
+            args.append(f"default={self.default!r}")
+        return f"match({', '.join(args)})"
+
+
+def _check_label_value(owner: str, value: Any) -> Any:
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if not isinstance(value, (bool, str)):
+        raise TypeError(f"{owner}: labels must be strings (or bools for a mask), got {value!r}")
+    return value
+
+
+class _StaticTree:
+    """A tree of Python bools / strings held as static structure: hashable, by value."""
+
+    __slots__ = ("tree", "_key")
+
+    def __init__(self, tree: PyTree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_is_none)
+        object.__setattr__(self, "tree", tree)
+        object.__setattr__(self, "_key", (treedef, tuple((type(x), x) for x in leaves)))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("_StaticTree is immutable")
+
+    def __eq__(self, other):
+        return isinstance(other, _StaticTree) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        return repr(self.tree)
+
+
+_WHAT = {"mask": "mask", "labels": "labels"}
+
+
+def _as_selector(owner: str, value: Any, kind: str) -> where | match | _StaticTree:
+    """Normalize a user's mask / labels argument to one of the three selector kinds."""
+    what = _WHAT[kind]
+    if isinstance(value, (where, match, _StaticTree)):
+        return value
+    if value is None:
+        raise TypeError(
+            f"{owner}: {what} is None; give a tree of "
+            f"{'bools' if kind == 'mask' else 'labels'}, gx.where(predicate) or a pattern"
+        )
+    if isinstance(value, str):
+        if kind == "mask":
+            return match(value)
+        raise TypeError(
+            f"{owner}: a bare string {value!r} is not a labels tree; label by pattern with "
+            f"gx.match({{{value!r}: label, ...}}), or give a tree of labels"
+        )
+    if isinstance(value, GradientTransformation):
+        raise TypeError(f"{owner}: {what} is a gradient transformation: {value!r}")
+    if _is_tree_leaf(value) and callable(value):
+        raise TypeError(
+            f"{owner}: got the callable {value!r} as {what}. Wrap a predicate explicitly: "
+            "gx.where(lambda path, leaf: ...). (A bare callable is never taken for a "
+            "predicate: Equinox modules are callable pytrees.)"
+        )
+
+    def check(path, leaf):
+        if leaf is None:
+            return None
+        if isinstance(leaf, np.bool_):
+            leaf = bool(leaf)
+        ok = isinstance(leaf, bool) if kind == "mask" else isinstance(leaf, str)
+        if not ok:
+            want = "Python bools" if kind == "mask" else "label strings"
+            hint = ""
+            if kind == "mask" and isinstance(leaf, str):
+                hint = "; to select by several patterns use gx.match('pattern', ...)"
+            elif isinstance(leaf, (jax.Array, np.ndarray)):
+                hint = (
+                    "; a mask computed from arrays must be a predicate: "
+                    "gx.where(lambda path, leaf: ...)"
+                )
+            elif callable(leaf):
+                hint = "; wrap predicates in gx.where(...)"
+            raise TypeError(
+                f"{owner}: {what} leaves must be {want} (or None), got {leaf!r} at "
+                f"{_path_str(tuple(_key_value(e) for e in path))}{hint}"
+            )
+        return leaf
+
+    tree = jax.tree_util.tree_map_with_path(check, value, is_leaf=_is_none)
+    return _StaticTree(tree)
+
+
+# --------------------------------------------------------------------------------------
+# Resolving a selector against a params tree
+
+
+def _prefix_labels(owner: str, what: str, labels: PyTree, ref: PyTree) -> list[Any]:
+    """Labels of ``ref``'s leaves (None as a leaf), from a tree that is a prefix of it."""
+    out: list[Any] = []
+
+    def mismatch(path, detail):
+        hint = ""
+        if isinstance(labels, Mapping) and any(
+            isinstance(k, str) and any(c in k for c in "/*?[") for k in labels
+        ):
+            hint = "\n  (its keys look like patterns: select by pattern with gx.match({...}))"
+        if callable(labels) and not jax.tree_util.tree_leaves(labels):
+            hint += "\n  (it is callable: a predicate must be wrapped, gx.where(fn))"
+        raise ValueError(
+            f"{owner}: the {what} tree is not a prefix of the params tree; first differing "
+            f"path: {_path_str(path)} ({detail}){hint}"
+        )
+
+    def walk(lab, sub, path):
+        if lab is None or _is_tree_leaf(lab):
+            n = len(jax.tree_util.tree_leaves(sub, is_leaf=_is_none))
+            out.extend([lab] * n)
+            return
+        if sub is None or _is_tree_leaf(sub):
+            mismatch(path, f"the {what} has a subtree there, params has {_describe(sub)}")
+        # Children are matched by key, not by position or node type: a dict prefix
+        # (sorted keys) works for a dataclass (fields in declaration order) or a Mapping.
+        lch, pch = dict(_children(lab)), _children(sub)
+        pkeys = [k for k, _ in pch]
+        extra = [k for k in lch if k not in pkeys]
+        if extra:
+            mismatch((*path, extra[0]), f"in the {what} but not in params")
+        missing = [k for k in pkeys if k not in lch]
+        if missing:
+            mismatch((*path, missing[0]), f"in params but not in the {what}")
+        for k, pc in pch:
+            walk(lch[k], pc, (*path, k))
+
+    walk(labels, ref, ())
+    return out
+
+
+class _Inverted:
+    """The complement of a mask selector (``freeze`` runs its inner on the unfrozen)."""
+
+    __slots__ = ("selector",)
+
+    def __init__(self, selector: Any):
+        self.selector = selector
+
+
+def _resolve(owner: str, selector: Any, ref: PyTree, kind: str) -> list[Any]:
+    """One label per leaf of ``ref`` (``None`` counted as a leaf), checked.
+
+    ``kind`` is "mask" (labels True / False) or "labels" (strings). Returns None for leaves
+    that get no label: only leaves that are not optimized may be left so.
+    """
+    what = _WHAT[kind]
+    if isinstance(selector, _Inverted):
+        labels = _resolve(owner, selector.selector, ref, kind)
+        return [None if lab is None else not lab for lab in labels]
+    pairs, _ = _flatten(ref)
+    paths = [p for p, _ in pairs]
+
+    if isinstance(selector, _StaticTree):
+        labels = _prefix_labels(owner, what, selector.tree, ref)
+    elif isinstance(selector, where):
+        labels = []
+        for path, leaf in pairs:
+            if not is_param(leaf):
+                labels.append(None)
+                continue
+            lab = selector.fn(path, leaf)
+            if isinstance(lab, np.bool_):
+                lab = bool(lab)
+            ok = isinstance(lab, bool) if kind == "mask" else (lab is None or isinstance(lab, str))
+            if not ok:
+                want = "a Python bool" if kind == "mask" else "a label string or None"
+                raise TypeError(
+                    f"{owner}: the predicate {selector!r} must return {want}, got {lab!r} at "
+                    f"{_path_str(path)}; it must depend on path, shape and dtype only (not on "
+                    "array values)"
+                )
+            labels.append(lab)
+    elif isinstance(selector, match):
+        labels = _match_labels(owner, selector, paths, kind)
+    else:  # pragma: no cover - _as_selector only builds the three kinds
+        raise TypeError(f"{owner}: unknown selector {selector!r}")
+
+    unlabelled = [
+        _path_str(p)
+        for p, (_, leaf), lab in zip(paths, pairs, labels)
+        if lab is None and is_param(leaf)
+    ]
+    if unlabelled:
+        if isinstance(selector, match):
+            why = "no pattern matches them and the gx.match has no default"
+        elif isinstance(selector, where):
+            why = "the predicate returned None for them"
+        else:
+            why = f"the {what} tree has None over them"
+        raise ValueError(
+            f"{owner}: {len(unlabelled)} parameter(s) have no label ({why}): "
+            f"{_list_paths(unlabelled)}. Every parameter needs exactly one label."
+        )
+    return labels
+
+
+def _match_labels(owner: str, selector: match, paths: list[tuple], kind: str) -> list[Any]:
+    if kind == "labels":
+        for p, lab in selector.rules:
+            if not isinstance(lab, str):
+                raise TypeError(
+                    f"{owner}: pattern {p.text!r} has no label; label patterns with "
+                    f"gx.match({{{p.text!r}: 'label', ...}})"
+                )
+        default = selector.default
+    else:
+        for p, lab in selector.rules:
+            if not isinstance(lab, bool):
+                raise TypeError(
+                    f"{owner}: pattern {p.text!r} has the label {lab!r}, but a mask pattern "
+                    "selects (True) or not (False); label groups with gx.partition"
+                )
+        default = False if selector.default is None else selector.default
+    hits = [[(p, lab) for p, lab in selector.rules if p.matches(path)] for path in paths]
+    for p, _ in selector.rules:
+        if not any(any(q is p for q, _ in h) for h in hits):
+            available = [_path_str(x) for x in paths]
+            suggestion = ""
+            if any(_Pattern(p.text + "/**").matches(x) for x in paths):
+                suggestion = f" (it names a subtree: did you mean {p.text + '/**'!r}?)"
+            raise ValueError(
+                f"{owner}: pattern {p.text!r} matches no path in the params{suggestion}. "
+                f"Available paths ({len(available)}): {_list_paths(available)}"
+            )
+    labels: list[Any] = []
+    conflicts: list[str] = []
+    for path, h in zip(paths, hits):
+        found = {lab for _, lab in h}
+        if len(found) > 1:
+            detail = ", ".join(f"{p.text!r} -> {lab!r}" for p, lab in h)
+            conflicts.append(f"{_path_str(path)} ({detail})")
+        labels.append(found.pop() if len(found) == 1 else default)
+    if conflicts:
+        raise ValueError(
+            f"{owner}: {len(conflicts)} path(s) matched by patterns with different labels: "
+            f"{_list_paths(conflicts)}. Every parameter needs exactly one label."
+        )
+    return labels
+
+
+# --------------------------------------------------------------------------------------
+# Splitting and merging trees
+
+
+def _ref_tree(updates: PyTree, params: PyTree | None) -> PyTree:
+    """The tree selectors are resolved against at update: params if given, else updates."""
+    check_params(updates, params)
+    return updates if params is None else params
+
+
+def _select(tree: PyTree | None, keep: list[bool]) -> PyTree | None:
+    """``tree`` with the leaves not kept replaced by None."""
+    if tree is None:
+        return None
+    leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_is_none)
+    return treedef.unflatten([x if k else None for x, k in zip(leaves, keep)])
+
+
+def _inner_leaves(owner: str, sent: PyTree, received: PyTree) -> list[Any]:
+    check_tree_structure(
+        sent, received, names=(f"{owner} inner input", f"{owner} inner output"), allow_none=True
+    )
+    return jax.tree_util.tree_structure(sent, is_leaf=_is_none).flatten_up_to(received)
+
+
+def _zeros(u: Any) -> Any:
+    return jnp.zeros_like(u) if is_param(u) else u
+
+
+def _masked_update(owner, inner, mask, updates, state, params, extra, *, zero_rest: bool):
+    """Run ``inner`` on the selected leaves; the rest pass through (or become zeros)."""
+    ref = _ref_tree(updates, params)
+    sel = [lab is True for lab in _resolve(owner, mask, ref, "mask")]
+    sub_updates = _select(updates, sel)
+    new_sub, inner_state = inner.update(sub_updates, state.inner, _select(params, sel), **extra)
+    new_leaves = _inner_leaves(owner, sub_updates, new_sub)
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_is_none)
+    rest = _zeros if zero_rest else (lambda u: u)
+    out = [n if s else rest(u) for u, n, s in zip(leaves, new_leaves, sel)]
+    return treedef.unflatten(out), MaskedState(inner=inner_state)
+
+
+def _check_transform(owner: str, what: str, tx: Any) -> None:
+    if not (hasattr(tx, "init") and hasattr(tx, "update")):
+        raise TypeError(
+            f"{owner}: {what} must be a gradient transformation (with .init and .update), "
+            f"got {tx!r}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# The transforms
+
+
+class MaskedState(NamedTuple):
+    """State of ``masked`` and ``freeze``: the inner state, with slots for selected leaves only."""
+
+    inner: Any
+
+
+class masked(GradientTransformation):  # noqa: N801
+    """Runs ``inner`` on the selected parameters; other updates pass through unchanged.
+
+    ``inner`` sees a tree in which the unselected leaves of updates and params are None,
+    so its state has no slots for them. ``mask``: a tree of bools shaped like (a prefix
+    of) the params, ``gx.where(predicate)``, a pattern string such as ``"*/bias"``, or
+    ``gx.match(...)`` (see the module docstring). ``update``'s extra keyword arguments are
+    passed to ``inner`` unchanged.
+
+    ``chain(masked(scale_by_adam(), mask), scale_by_learning_rate(lr))`` gives unselected
+    leaves a plain SGD step; ``masked(adam(lr), mask)`` leaves them with their raw gradient
+    (usually you want ``partition`` or ``freeze`` for the rest).
+    """
+
+    inner: GradientTransformation
+    mask: Any = static_field()
+
+    def __post_init__(self):
+        _check_transform("masked", "inner", self.inner)
+        object.__setattr__(self, "mask", _as_selector("masked", self.mask, "mask"))
+
+    def init(self, params):
+        sel = [lab is True for lab in _resolve("masked", self.mask, params, "mask")]
+        return MaskedState(inner=self.inner.init(_select(params, sel)))
+
+    def update(self, updates, state, params=None, **extra):
+        return _masked_update(
+            "masked", self.inner, self.mask, updates, state, params, extra, zero_rest=False
+        )
+
+
+class freeze(GradientTransformation):  # noqa: N801
+    """Frozen parameters get exact zero updates and no state; the others go through ``inner``.
+
+    ``freeze(adamw(1e-3), "encoder/**")``: the encoder never moves, even under the weight
+    decay inside ``adamw``, and adamw keeps moments for the other parameters only.
+    ``selector`` takes the same values as ``masked``'s mask (True: frozen). Place ``freeze``
+    outermost (a transform after it that adds to the update, e.g. weight decay, would move
+    frozen parameters again). Equivalent to
+    ``partition({"train": inner, "frozen": set_to_zero()}, labels)``.
+    """
+
+    inner: GradientTransformation
+    selector: Any = static_field(default=None)
+
+    def __post_init__(self):
+        if not hasattr(self.inner, "update"):
+            got = "only " if self.selector is None else ""
+            raise TypeError(
+                f"freeze wraps the transform it protects: gx.freeze(tx, selector), got "
+                f"{got}{self.inner!r} as tx. (A freeze placed before other transforms in a "
+                "chain could not stop a later one, e.g. weight decay, from moving the frozen "
+                "parameters.)"
+            )
+        if self.selector is None:
+            raise TypeError("freeze: give the selector of the frozen parameters")
+        _check_transform("freeze", "inner", self.inner)
+        object.__setattr__(self, "selector", _as_selector("freeze", self.selector, "mask"))
+
+    def init(self, params):
+        train = _resolve("freeze", _Inverted(self.selector), params, "mask")
+        return MaskedState(inner=self.inner.init(_select(params, [lab is True for lab in train])))
+
+    def update(self, updates, state, params=None, **extra):
+        return _masked_update(
+            "freeze",
+            self.inner,
+            _Inverted(self.selector),  # inner runs on the leaves that are not frozen
+            updates,
+            state,
+            params,
+            extra,
+            zero_rest=True,
+        )
+
+
+class PartitionState(NamedTuple):
+    """State of ``partition``: ``inner_states[label]`` is the state of that label's transform."""
+
+    inner_states: dict[str, Any]
+
+
+class partition(GradientTransformation):  # noqa: N801
+    """One transform per group of parameters: ``transforms[label]`` runs on that label's leaves.
+
+    Each transform sees a tree in which the other labels' leaves are None (so it keeps
+    state for its own leaves only). ``labels``: a tree of label strings shaped like (a
+    prefix of) the params, ``gx.where(lambda path, leaf: label)``, or
+    ``gx.match({pattern: label, ...}, default=...)``. Every parameter must get exactly one
+    label, every label must have a transform and every transform must get a parameter.
+    """
+
+    transforms: dict
+    labels: Any = static_field()
+
+    def __post_init__(self):
+        if not isinstance(self.transforms, Mapping) or not self.transforms:
+            raise TypeError(
+                "partition: transforms must be a non-empty dict {label: transform}, got "
+                f"{self.transforms!r}"
+            )
+        for k, tx in self.transforms.items():
+            if not isinstance(k, str):
+                raise TypeError(f"partition: labels must be strings, got {k!r}")
+            _check_transform("partition", f"transforms[{k!r}]", tx)
+        object.__setattr__(self, "transforms", dict(sorted(self.transforms.items())))
+        object.__setattr__(self, "labels", _as_selector("partition", self.labels, "labels"))
+
+    def _labels(self, ref):
+        labels = _resolve("partition", self.labels, ref, "labels")
+        used = {lab for lab in labels if lab is not None}
+        missing = sorted(used - self.transforms.keys())
+        unused = sorted(self.transforms.keys() - used)
+        if missing or unused:
+            lines = ["partition: labels and transforms do not correspond."]
+            if missing:
+                lines.append(f"  labels with no transform: {missing}")
+            if unused:
+                lines.append(f"  transforms no parameter is labelled for: {unused}")
+            lines.append(f"  transforms given for: {sorted(self.transforms)}")
+            raise ValueError("\n".join(lines))
+        return labels
+
+    def init(self, params):
+        labels = self._labels(params)
+        return PartitionState(
+            inner_states={
+                k: tx.init(_select(params, [lab == k for lab in labels]))
+                for k, tx in self.transforms.items()
+            }
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        labels = self._labels(_ref_tree(updates, params))
+        if not isinstance(state, PartitionState) or set(state.inner_states) != set(self.transforms):
+            got = (
+                sorted(state.inner_states)
+                if isinstance(state, PartitionState)
+                else type(state).__name__
+            )
+            raise ValueError(
+                f"partition.update: state does not belong to this partition: expected a "
+                f"PartitionState with labels {sorted(self.transforms)}, got {got}"
+            )
+        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_is_none)
+        out = list(leaves)
+        new_states = {}
+        for k, tx in self.transforms.items():
+            keep = [lab == k for lab in labels]
+            sub = _select(updates, keep)
+            new_sub, new_states[k] = tx.update(
+                sub, state.inner_states[k], _select(params, keep), **extra
+            )
+            for i, (x, kept) in enumerate(zip(_inner_leaves("partition", sub, new_sub), keep)):
+                if kept:
+                    out[i] = x
+        return treedef.unflatten(out), PartitionState(inner_states=new_states)

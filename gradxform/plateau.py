@@ -1,0 +1,169 @@
+"""Step-size factors that change during training: ``scale_by_schedule``, ``reduce_on_plateau``.
+
+Both multiply the whole update by one scalar per step and keep the state that decides
+it; place them after the learning rate in a chain (or use them as the learning rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    check_hparam,
+    resolve,
+    safe_increment,
+    scalar_dtype,
+    zero_count,
+)
+from .scaling import scale_updates
+from .wrappers import check_int
+
+__all__ = ["scale_by_schedule", "reduce_on_plateau", "ScaleByScheduleState", "ReduceOnPlateauState"]
+
+
+class ScaleByScheduleState(NamedTuple):
+    count: jax.Array  # int32: updates so far (the schedule's input, 0 at the first update)
+
+
+class scale_by_schedule(GradientTransformation):  # noqa: N801
+    """u <- schedule(t) * u, with t the number of updates already applied (0 first).
+
+    No sign flip (``scale_by_learning_rate`` flips); ``schedule`` is a gradxform schedule
+    (a pytree: its numbers can change without a recompile) or any callable ``t -> factor``.
+    """
+
+    schedule: Callable
+
+    def __post_init__(self):
+        if not callable(self.schedule):
+            raise TypeError(
+                "scale_by_schedule: schedule must be a callable count -> factor (use "
+                f"gx.scale for a constant), got {self.schedule!r}"
+            )
+
+    def init(self, params):
+        return ScaleByScheduleState(count=zero_count())
+
+    def update(self, updates, state, params=None, **extra):
+        factor = resolve(self.schedule, state.count)
+        return scale_updates(updates, factor), ScaleByScheduleState(
+            count=safe_increment(state.count)
+        )
+
+
+class ReduceOnPlateauState(NamedTuple):
+    scale: jax.Array  # float scalar: the factor applied to updates (1 at start)
+    best_value: jax.Array  # float scalar: lowest averaged value so far (+inf at start)
+    plateau_count: jax.Array  # int32: evaluations since the last improvement (bad epochs)
+    cooldown_count: jax.Array  # int32: evaluations of cooldown left after a reduction
+    accumulated_value: jax.Array  # float scalar: sum of values in the current window
+    accumulation_count: jax.Array  # int32: values in the current window
+
+    def _metrics(self):
+        return {"scale": self.scale, "best_value": self.best_value}
+
+
+class reduce_on_plateau(GradientTransformation):  # noqa: N801
+    """Scales updates by a factor cut by ``factor`` when the loss stops improving.
+
+    torch ``ReduceLROnPlateau(mode="min")`` semantics, driven by ``value`` (the loss),
+    passed to ``update(..., value=loss)`` (``chain`` forwards it). Values are averaged over
+    windows of ``accumulation_size`` calls; each full window is one *evaluation*:
+
+    1. improvement if  v < best - (rtol * |best| + atol)  (any finite v improves on the
+       initial +inf); then best <- v, plateau_count <- 0, else plateau_count += 1.
+       Using |best| makes the relative threshold right for negative losses too (torch's
+       best * (1 - threshold) would count a *worse* negative value as an improvement).
+    2. in cooldown (cooldown_count > 0): cooldown_count -= 1 and plateau_count <- 0.
+    3. if plateau_count > patience: scale <- max(scale * factor, min_scale),
+       cooldown_count <- cooldown, plateau_count <- 0.
+
+    The updates of the call that completes a window are scaled by the scale *after* that
+    evaluation, as in torch, where ``scheduler.step(loss)`` at params p changes the lr of
+    the step taken from p. torch's ``eps`` (skip reductions smaller than 1e-8) is left
+    out: a reduction can only be a no-op at ``min_scale``. NaN values never improve.
+
+    Args: factor in (0, 1); patience, cooldown: integers >= 0; rtol, atol >= 0;
+    min_scale in [0, 1]; accumulation_size: integer >= 1 (calls averaged per evaluation).
+    """
+
+    factor: Any = 0.1
+    patience: Any = 10
+    rtol: Any = 1e-4
+    atol: Any = 0.0
+    cooldown: Any = 0
+    min_scale: Any = 0.0
+    accumulation_size: Any = 1
+
+    def __post_init__(self):
+        o = "reduce_on_plateau"
+        check_hparam(o, "factor", self.factor, low=0, high=1, low_open=True, high_open=True)
+        check_int(o, "patience", self.patience, low=0)
+        check_hparam(o, "rtol", self.rtol, low=0)
+        check_hparam(o, "atol", self.atol, low=0)
+        check_int(o, "cooldown", self.cooldown, low=0)
+        check_hparam(o, "min_scale", self.min_scale, low=0, high=1)
+        check_int(o, "accumulation_size", self.accumulation_size, low=1)
+
+    def init(self, params):
+        dt = scalar_dtype()
+        return ReduceOnPlateauState(
+            scale=jnp.ones([], dt),
+            best_value=jnp.full([], jnp.inf, dt),
+            plateau_count=zero_count(),
+            cooldown_count=zero_count(),
+            accumulated_value=jnp.zeros([], dt),
+            accumulation_count=zero_count(),
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        if extra.get("value") is None:
+            raise ValueError(
+                "reduce_on_plateau needs the loss: call update(updates, state, params, value=loss)"
+            )
+        value = jnp.asarray(extra["value"])
+        if value.shape != ():
+            raise ValueError(f"reduce_on_plateau: value must be a scalar, got shape {value.shape}")
+        dt = state.scale.dtype
+        i32 = jnp.int32
+
+        def hp(x, dtype=dt):
+            return jnp.asarray(x).astype(dtype)
+
+        total = state.accumulated_value + value.astype(dt)
+        n = state.accumulation_count + 1
+        ready = n >= hp(self.accumulation_size, i32)
+        v = total / n.astype(dt)
+
+        best = state.best_value
+        threshold = best - (hp(self.rtol) * jnp.abs(best) + hp(self.atol))
+        better = jnp.where(jnp.isfinite(best), v < threshold, v < best)
+        plateau = jnp.where(better, 0, state.plateau_count + 1)
+        best = jnp.where(better, v, best)
+        in_cooldown = state.cooldown_count > 0
+        cooldown = jnp.where(in_cooldown, state.cooldown_count - 1, state.cooldown_count)
+        plateau = jnp.where(in_cooldown, 0, plateau)
+        reduce = plateau > hp(self.patience, i32)
+        scale = jnp.where(
+            reduce, jnp.maximum(state.scale * hp(self.factor), hp(self.min_scale)), state.scale
+        )
+        cooldown = jnp.where(reduce, hp(self.cooldown, i32), cooldown)
+        plateau = jnp.where(reduce, 0, plateau)
+
+        def pick(new, old):
+            return jnp.where(ready, new, old)
+
+        new_state = ReduceOnPlateauState(
+            scale=pick(scale, state.scale),
+            best_value=pick(best, state.best_value),
+            plateau_count=pick(plateau, state.plateau_count),
+            cooldown_count=pick(cooldown, state.cooldown_count),
+            accumulated_value=pick(jnp.zeros([], dt), total),
+            accumulation_count=pick(0, n),
+        )
+        return scale_updates(updates, new_state.scale), new_state
