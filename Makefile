@@ -27,7 +27,7 @@ test: $(VENV)/.test-installed
 
 lint: $(PY)
 	$(PIP) install --quiet ruff
-	$(PY) -m ruff check gradxform tests
+	$(PY) -m ruff check gradxform tests notebooks benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
