@@ -25,6 +25,16 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q
 
+# Benchmarks (not part of make test): ours vs Optax vs torch.optim, side by side.
+# BENCH_ARGS narrows the run, e.g. BENCH_ARGS="--trees 1,200,1000 --sizes 3.2M".
+$(VENV)/.bench-installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/fullbatch.py
+
 lint: $(PY)
 	$(PIP) install --quiet ruff
 	$(PY) -m ruff check gradxform tests notebooks benchmarks

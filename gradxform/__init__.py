@@ -75,19 +75,12 @@ from .weight_decay import add_l1_subgradient as add_l1_subgradient
 from .weight_decay import proximal_l1 as proximal_l1
 
 __version__ = "0.1.0"
-from .hyperparams import hyperparams as hyperparams
-from .hyperparams import replace as replace
-from .monitor import metrics as metrics
-from .monitor import monitor as monitor
 from . import logging as logging
 from .accumulate import accumulate as accumulate
+from .hyperparams import hyperparams as hyperparams
+from .hyperparams import replace as replace
+from .layout import ParamLayout as ParamLayout
 from .lookahead import lookahead as lookahead
-from .plateau import reduce_on_plateau as reduce_on_plateau
-from .plateau import scale_by_schedule as scale_by_schedule
-from .wrappers import apply_if_finite as apply_if_finite
-from .wrappers import conditionally_transform as conditionally_transform
-from .wrappers import keep_params_nonnegative as keep_params_nonnegative
-from .wrappers import project as project
 from .masking import MaskedState as MaskedState
 from .masking import PartitionState as PartitionState
 from .masking import freeze as freeze
@@ -95,4 +88,11 @@ from .masking import masked as masked
 from .masking import match as match
 from .masking import partition as partition
 from .masking import where as where
-from .layout import ParamLayout as ParamLayout
+from .monitor import metrics as metrics
+from .monitor import monitor as monitor
+from .plateau import reduce_on_plateau as reduce_on_plateau
+from .plateau import scale_by_schedule as scale_by_schedule
+from .wrappers import apply_if_finite as apply_if_finite
+from .wrappers import conditionally_transform as conditionally_transform
+from .wrappers import keep_params_nonnegative as keep_params_nonnegative
+from .wrappers import project as project

@@ -59,6 +59,11 @@ def update_moments(g, m, v, b1, b2):
     return m, v
 
 
+def store_moments(u, m, v, mu_dtype, nu_dtype):
+    """Moments cast to their storage dtypes (``mu_dtype``; real ``nu_dtype``)."""
+    return m.astype(slot_dtype(u, mu_dtype)), v.astype(slot_dtype(u, nu_dtype, real=True))
+
+
 def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
     """1 - beta^t, as accurate as the 1 - beta used by the moment update.
 
@@ -138,12 +143,8 @@ class scale_by_adam(GradientTransformation):  # noqa: N801
                 m_hat = m * scalar_like(c1, g)
             denom = jnp.sqrt(vmax * scalar_like(c2, v) + scalar_like(self.eps_root, v))
             out = m_hat / (denom + scalar_like(self.eps, v)).astype(g.dtype)
-            return (
-                out.astype(u.dtype),
-                m.astype(slot_dtype(u, self.mu_dtype)),
-                v.astype(slot_dtype(u, self.nu_dtype, real=True)),
-                vmax.astype(slot_dtype(u, self.nu_dtype, real=True)),
-            )
+            m, v = store_moments(u, m, v, self.mu_dtype, self.nu_dtype)
+            return out.astype(u.dtype), m, v, vmax.astype(v.dtype)
 
         updates, mu, nu, vmax = map_updates(f, updates, state.mu, state.nu, nu_max, n_out=4)
         return updates, AdamState(count=count, mu=mu, nu=nu, nu_max=vmax if self.amsgrad else None)
@@ -195,11 +196,7 @@ class scale_by_nadam(GradientTransformation):  # noqa: N801
             m, v = update_moments(g, m, v, b1, b2)
             denom = jnp.sqrt(v * scalar_like(c2, v)) + scalar_like(self.eps, v)
             out = (scalar_like(coef_g, g) * g + scalar_like(coef_m, g) * m) / denom.astype(g.dtype)
-            return (
-                out.astype(u.dtype),
-                m.astype(slot_dtype(u, self.mu_dtype)),
-                v.astype(slot_dtype(u, self.nu_dtype, real=True)),
-            )
+            return (out.astype(u.dtype), *store_moments(u, m, v, self.mu_dtype, self.nu_dtype))
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, NadamState(count=count, mu_product=prod, mu=mu, nu=nu)

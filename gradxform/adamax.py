@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .adam import bias_correction, check_betas
+from .adam import bias_correction, check_betas, store_moments
 from .base import (
     GradientTransformation,
     compute_dtype,
@@ -71,11 +71,7 @@ class scale_by_adamax(GradientTransformation):  # noqa: N801
                 scalar_like(self.b2, a) * n.astype(a.dtype), a + scalar_like(self.eps, a)
             )
             out = m * scalar_like(c1, g) / n.astype(g.dtype)
-            return (
-                out.astype(u.dtype),
-                m.astype(slot_dtype(u, self.mu_dtype)),
-                n.astype(slot_dtype(u, self.nu_dtype, real=True)),
-            )
+            return (out.astype(u.dtype), *store_moments(u, m, n, self.mu_dtype, self.nu_dtype))
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, AdamaxState(count=count, mu=mu, nu=nu)

@@ -408,6 +408,41 @@ def _raise_missing_slot(updates: PyTree, j: int) -> None:
     )
 
 
+def need_params(owner: str, params: PyTree | None) -> None:
+    """Raise a ``ValueError`` saying that ``owner`` needs ``params`` passed to ``update``."""
+    if params is None:
+        raise ValueError(
+            f"{owner} needs the current parameters: call tx.update(grads, state, params)"
+        )
+
+
+class StaticTree:
+    """A pytree of Python values (bools, strings) held as static structure.
+
+    Hashable and compared by value (``True`` and ``1`` differ), so a transform holding a
+    mask or a label tree can be a jit argument or Flax ``TrainState`` metadata.
+    """
+
+    __slots__ = ("tree", "_key")
+
+    def __init__(self, tree: PyTree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_is_none)
+        object.__setattr__(self, "tree", tree)
+        object.__setattr__(self, "_key", (treedef, tuple((type(x), x) for x in leaves)))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("StaticTree is immutable")
+
+    def __eq__(self, other):
+        return isinstance(other, StaticTree) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        return repr(self.tree)
+
+
 def check_params(updates: PyTree, params: PyTree | None) -> None:
     if params is not None:
         check_tree_structure(params, updates, names=("params", "updates"), allow_none=True)

@@ -27,6 +27,7 @@ from .base import (
     compute_dtype,
     map_params,
     map_updates,
+    need_params,
     new_slot,
     safe_increment,
     scalar_like,
@@ -35,7 +36,7 @@ from .base import (
     wider_dtype,
     zero_count,
 )
-from .wrappers import as_int, check_int, check_transform, need_params
+from .wrappers import as_int, check_int, check_transform
 
 __all__ = ["lookahead", "LookaheadState"]
 

@@ -80,6 +80,7 @@ import numpy as np
 
 from .base import (
     GradientTransformation,
+    StaticTree,
     _describe,
     _is_none,
     check_params,
@@ -272,36 +273,13 @@ def _check_label_value(owner: str, value: Any) -> Any:
     return value
 
 
-class _StaticTree:
-    """A tree of Python bools / strings held as static structure: hashable, by value."""
-
-    __slots__ = ("tree", "_key")
-
-    def __init__(self, tree: PyTree):
-        leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_is_none)
-        object.__setattr__(self, "tree", tree)
-        object.__setattr__(self, "_key", (treedef, tuple((type(x), x) for x in leaves)))
-
-    def __setattr__(self, name, value):
-        raise AttributeError("_StaticTree is immutable")
-
-    def __eq__(self, other):
-        return isinstance(other, _StaticTree) and self._key == other._key
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __repr__(self):
-        return repr(self.tree)
-
-
 _WHAT = {"mask": "mask", "labels": "labels"}
 
 
-def _as_selector(owner: str, value: Any, kind: str) -> where | match | _StaticTree:
+def _as_selector(owner: str, value: Any, kind: str) -> where | match | StaticTree:
     """Normalize a user's mask / labels argument to one of the three selector kinds."""
     what = _WHAT[kind]
-    if isinstance(value, (where, match, _StaticTree)):
+    if isinstance(value, (where, match, StaticTree)):
         return value
     if value is None:
         raise TypeError(
@@ -349,7 +327,7 @@ def _as_selector(owner: str, value: Any, kind: str) -> where | match | _StaticTr
         return leaf
 
     tree = jax.tree_util.tree_map_with_path(check, value, is_leaf=_is_none)
-    return _StaticTree(tree)
+    return StaticTree(tree)
 
 
 # --------------------------------------------------------------------------------------
@@ -419,7 +397,7 @@ def _resolve(owner: str, selector: Any, ref: PyTree, kind: str) -> list[Any]:
     pairs, _ = _flatten(ref)
     paths = [p for p, _ in pairs]
 
-    if isinstance(selector, _StaticTree):
+    if isinstance(selector, StaticTree):
         labels = _prefix_labels(owner, what, selector.tree, ref)
     elif isinstance(selector, where):
         labels = []

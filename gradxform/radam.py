@@ -12,6 +12,7 @@ from .adam import (
     bias_correction,
     check_betas,
     init_moments,
+    store_moments,
     update_moments,
 )
 from .base import (
@@ -23,7 +24,6 @@ from .base import (
     safe_increment,
     scalar_dtype,
     scalar_like,
-    slot_dtype,
     static_field,
     zero_count,
 )
@@ -80,11 +80,7 @@ class scale_by_radam(GradientTransformation):  # noqa: N801
                 scalar_like(adaptive, v) / (jnp.sqrt(v) + scalar_like(self.eps, v))
             ).astype(g.dtype)
             out = jnp.where(rectify, scaled, m_hat)
-            return (
-                out.astype(u.dtype),
-                m.astype(slot_dtype(u, self.mu_dtype)),
-                v.astype(slot_dtype(u, self.nu_dtype, real=True)),
-            )
+            return (out.astype(u.dtype), *store_moments(u, m, v, self.mu_dtype, self.nu_dtype))
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, AdamState(count=count, mu=mu, nu=nu, nu_max=None)

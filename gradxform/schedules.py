@@ -49,6 +49,26 @@ def _check_steps(owner: str, name: str, value: Any, *, allow_zero: bool = False)
     check_hparam(owner, name, value, low=0, low_open=not allow_zero)
 
 
+def _check_pieces(obj: Any, owner: str, pieces: str) -> tuple:
+    """Freeze ``obj.boundaries`` and ``obj.<pieces>`` to tuples and check they fit.
+
+    Boundaries must be strictly increasing non-negative integers, one fewer than pieces.
+    """
+    b, v = tuple(obj.boundaries), tuple(getattr(obj, pieces))
+    object.__setattr__(obj, "boundaries", b)
+    object.__setattr__(obj, pieces, v)
+    if len(v) != len(b) + 1:
+        raise ValueError(
+            f"{owner}: need len({pieces}) == len(boundaries) + 1, got {len(v)} {pieces} for "
+            f"{len(b)} boundaries"
+        )
+    if any(int(x) != x or x < 0 for x in b) or any(x >= y for x, y in zip(b, b[1:])):
+        raise ValueError(
+            f"{owner}: boundaries must be strictly increasing non-negative integers, got {b}"
+        )
+    return v
+
+
 def _progress(count, begin, steps):
     """Fraction of a transition done, clipped to [0, 1]."""
     return jnp.clip((_t(count) - begin) / steps, 0.0, 1.0)
@@ -186,19 +206,7 @@ class piecewise_constant_schedule(Schedule):  # noqa: N801
     values: tuple
 
     def __post_init__(self):
-        b, v = tuple(self.boundaries), tuple(self.values)
-        object.__setattr__(self, "boundaries", b)
-        object.__setattr__(self, "values", v)
-        if len(v) != len(b) + 1:
-            raise ValueError(
-                f"piecewise_constant_schedule: need len(values) == len(boundaries) + 1, got "
-                f"{len(v)} values for {len(b)} boundaries"
-            )
-        if any(int(x) != x or x < 0 for x in b) or any(x >= y for x, y in zip(b, b[1:])):
-            raise ValueError(
-                "piecewise_constant_schedule: boundaries must be strictly increasing "
-                f"non-negative integers, got {b}"
-            )
+        v = _check_pieces(self, "piecewise_constant_schedule", "values")
         for i, x in enumerate(v):
             check_hparam("piecewise_constant_schedule", f"values[{i}]", x)
 
@@ -354,19 +362,7 @@ class join_schedules(Schedule):  # noqa: N801
     boundaries: tuple = static_field()
 
     def __post_init__(self):
-        s, b = tuple(self.schedules), tuple(self.boundaries)
-        object.__setattr__(self, "schedules", s)
-        object.__setattr__(self, "boundaries", b)
-        if len(s) != len(b) + 1:
-            raise ValueError(
-                f"join_schedules: need len(schedules) == len(boundaries) + 1, got {len(s)} "
-                f"schedules for {len(b)} boundaries"
-            )
-        if any(int(x) != x or x < 0 for x in b) or any(x >= y for x, y in zip(b, b[1:])):
-            raise ValueError(
-                f"join_schedules: boundaries must be strictly increasing non-negative "
-                f"integers, got {b}"
-            )
+        s = _check_pieces(self, "join_schedules", "schedules")
         for i, f in enumerate(s):
             if not callable(f):
                 raise TypeError(f"join_schedules: schedules[{i}] is not callable: {f!r}")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from .base import (
     EmptyState,
     GradientTransformation,
+    StaticTree,
     _is_none,
     check_hparam,
     check_params,
@@ -17,6 +18,7 @@ from .base import (
     compute_dtype,
     is_active,
     map_updates,
+    need_params,
     resolve,
     safe_increment,
     scalar_like,
@@ -27,26 +29,8 @@ from .base import (
 __all__ = ["add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
 
 
-class FrozenTree:
-    """A pytree of Python values held as static structure: hashable, compared by value."""
-
-    def __init__(self, tree: Any):
-        self.tree = tree
-        leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_is_none)
-        self._key = (treedef, tuple(leaves))
-
-    def __eq__(self, other):
-        return isinstance(other, FrozenTree) and self._key == other._key
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __repr__(self):
-        return repr(self.tree)
-
-
 def _freeze_mask(owner: str, mask: Any) -> Any:
-    if mask is None or callable(mask) or isinstance(mask, FrozenTree):
+    if mask is None or callable(mask) or isinstance(mask, StaticTree):
         return mask
     for path, leaf in jax.tree_util.tree_flatten_with_path(mask, is_leaf=_is_none)[0]:
         if leaf is not None and not isinstance(leaf, bool):
@@ -55,7 +39,7 @@ def _freeze_mask(owner: str, mask: Any) -> Any:
                 f"{jax.tree_util.keystr(path)}; pass a callable params -> mask for masks "
                 "computed from arrays"
             )
-    return FrozenTree(mask)
+    return StaticTree(mask)
 
 
 def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
@@ -67,13 +51,6 @@ def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
     # another transform owns the leaf, while the user's mask still has a bool there.
     check_tree_structure(params, tree, names=("params", f"{owner} mask"), allow_none=True)
     return tree
-
-
-def _need_params(owner: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner} needs the current parameters: call tx.update(grads, state, params)"
-        )
 
 
 class WeightDecayState(NamedTuple):
@@ -104,7 +81,7 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
         return WeightDecayState(count=zero_count())
 
     def update(self, updates, state, params=None, **extra):
-        _need_params("add_decayed_weights", params)
+        need_params("add_decayed_weights", params)
         check_params(updates, params)
         wd = resolve(self.weight_decay, state.count)
         mask = _mask_tree("add_decayed_weights", self.mask, params)
@@ -135,7 +112,7 @@ class add_l1_subgradient(GradientTransformation):  # noqa: N801
         return EmptyState()
 
     def update(self, updates, state, params=None, **extra):
-        _need_params("add_l1_subgradient", params)
+        need_params("add_l1_subgradient", params)
         check_params(updates, params)
 
         def f(u, p):
@@ -169,7 +146,7 @@ class proximal_l1(GradientTransformation):  # noqa: N801
         return WeightDecayState(count=zero_count())
 
     def update(self, updates, state, params=None, **extra):
-        _need_params("proximal_l1", params)
+        need_params("proximal_l1", params)
         check_params(updates, params)
         thresh = resolve(self.learning_rate, state.count) * self.strength
 

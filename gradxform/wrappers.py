@@ -32,6 +32,7 @@ from .base import (
     compute_dtype,
     is_param,
     map_updates,
+    need_params,
     safe_increment,
     static_field,
     zero_count,
@@ -71,13 +72,6 @@ def check_transform(owner: str, name: str, tx: Any) -> None:
         raise TypeError(
             f"{owner}: {name} must be a gradient transformation (with .init and .update), "
             f"got {tx!r}"
-        )
-
-
-def need_params(owner: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner} needs the current parameters: call tx.update(grads, state, params)"
         )
 
 
