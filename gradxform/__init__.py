@@ -77,9 +77,17 @@ from .weight_decay import proximal_l1 as proximal_l1
 __version__ = "0.1.0"
 from . import logging as logging
 from .accumulate import accumulate as accumulate
+from .cg import conjugate_gradient as conjugate_gradient
+from .cg import scale_by_conjugate_gradient as scale_by_conjugate_gradient
 from .hyperparams import hyperparams as hyperparams
 from .hyperparams import replace as replace
 from .layout import ParamLayout as ParamLayout
+from .lbfgs import lbfgs as lbfgs
+from .lbfgs import scale_by_lbfgs as scale_by_lbfgs
+from .linesearch import LineSearchStatus as LineSearchStatus
+from .linesearch import backtracking_linesearch as backtracking_linesearch
+from .linesearch import gradient_descent_linesearch as gradient_descent_linesearch
+from .linesearch import zoom_linesearch as zoom_linesearch
 from .lookahead import lookahead as lookahead
 from .masking import MaskedState as MaskedState
 from .masking import PartitionState as PartitionState
@@ -88,6 +96,9 @@ from .masking import masked as masked
 from .masking import match as match
 from .masking import partition as partition
 from .masking import where as where
+from .minimize import MinimizeResult as MinimizeResult
+from .minimize import MinimizeStatus as MinimizeStatus
+from .minimize import minimize as minimize
 from .monitor import metrics as metrics
 from .monitor import monitor as monitor
 from .plateau import reduce_on_plateau as reduce_on_plateau

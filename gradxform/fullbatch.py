@@ -1,0 +1,227 @@
+"""Helpers shared by the full-batch modules (linesearch, lbfgs, cg, minimize).
+
+Scalars about a parameter tree (values, dot products, step sizes) live in
+``real_dtype(params)``: the widest leaf compute dtype, at least float32. ``None`` leaves
+and leaves that are not arrays are skipped, as everywhere in the package; gradients are
+``None`` on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    _is_none,
+    check_hparam,
+    check_tree_structure,
+    compute_dtype,
+    is_param,
+    map_params,
+    new_slot,
+    slot_dtype,
+    wider_dtype,
+)
+
+__all__ = [
+    "real_dtype",
+    "vdot",
+    "max_abs",
+    "tree_where",
+    "value_and_grad",
+    "project",
+]
+
+
+def real_dtype(tree: Any) -> jnp.dtype:
+    """dtype of scalars about a tree (values, dot products, steps): its widest leaf, >= f32."""
+    dts = [compute_dtype(x) for x in jax.tree_util.tree_leaves(tree) if is_param(x)]
+    return wider_dtype(jnp.float32, *dts)
+
+
+def check_real(params: Any, owner: str) -> None:
+    for path, x in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if is_param(x) and jnp.issubdtype(jnp.result_type(x), jnp.complexfloating):
+            raise TypeError(
+                f"{owner}: complex parameter at {jax.tree_util.keystr(path) or '<root>'}; "
+                "line searches and full-batch methods support real parameters only"
+            )
+
+
+def _pairs(a: Any, b: Any, names=("a", "b")) -> list[tuple[Any, Any]]:
+    check_tree_structure(a, b, names=names, allow_none=True)
+    la = jax.tree_util.tree_leaves(a, is_leaf=_is_none)
+    lb = jax.tree_util.tree_leaves(b, is_leaf=_is_none)
+    return [(x, y) for x, y in zip(la, lb) if is_param(x) and is_param(y)]
+
+
+def vdot(a: Any, b: Any, dt: Any) -> jax.Array:
+    """sum over leaves of <a, b> in dtype ``dt`` (leaves None in either tree are skipped)."""
+    total = jnp.zeros([], dt)
+    for x, y in _pairs(a, b):
+        total = total + jnp.sum(jnp.asarray(x).astype(dt) * jnp.asarray(y).astype(dt))
+    return total
+
+
+def max_abs(tree: Any, dt: Any) -> jax.Array:
+    """max_i |x_i| over all leaves (0 for a tree without arrays)."""
+    out = jnp.zeros([], dt)
+    for x in jax.tree_util.tree_leaves(tree):
+        if is_param(x) and jnp.size(x):
+            out = jnp.maximum(out, jnp.max(jnp.abs(jnp.asarray(x))).astype(dt))
+    return out
+
+
+def scale_tree(alpha: Any, tree: Any) -> Any:
+    """alpha * x leaf-wise, in each leaf's dtype (None leaves pass)."""
+    return jax.tree_util.tree_map(
+        lambda x: x if not is_param(x) else jnp.asarray(alpha).astype(jnp.result_type(x)) * x,
+        tree,
+        is_leaf=_is_none,
+    )
+
+
+def tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
+    """Leaf-wise ``where(cond, a, b)`` for a scalar ``cond`` (None leaves pass)."""
+    return jax.tree_util.tree_map(
+        lambda x, y: None if x is None else jnp.where(cond, x, y), a, b, is_leaf=_is_none
+    )
+
+
+def grad_slots(params: Any) -> Any:
+    """Zero gradient slots like params (at least float32)."""
+    return map_params(lambda p: new_slot(p, slot_dtype(p)), params)
+
+
+def cast_like(tree: Any, like: Any) -> Any:
+    return jax.tree_util.tree_map(
+        lambda x, s: None if s is None else jnp.asarray(x).astype(s.dtype),
+        tree,
+        like,
+        is_leaf=_is_none,
+    )
+
+
+def split_output(out: Any, owner: str) -> tuple[jax.Array, Any]:
+    """``value_fn``'s output as (value, aux); aux is None for a plain scalar."""
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise TypeError(
+                f"{owner}: value_fn returned a tuple of {len(out)} items; it must return a "
+                "scalar or a (scalar, aux) pair"
+            )
+        value, aux = out
+    else:
+        value, aux = out, None
+    value = jnp.asarray(value)
+    if value.shape != () or not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(
+            f"{owner}: value_fn must return a real scalar (or (scalar, aux)), got "
+            f"{value.dtype}{list(value.shape)}"
+        )
+    return value, aux
+
+
+def value_and_grad(fun: Any, params: Any, owner: str) -> tuple[jax.Array, Any, Any]:
+    """(value, grad, aux) of ``fun`` at ``params``; grad is None on non-optimized leaves."""
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    mask = [is_param(x) for x in leaves]
+
+    def f(diff):
+        full = [d if m else x for d, x, m in zip(diff, leaves, mask)]
+        return split_output(fun(treedef.unflatten(full)), owner)
+
+    diff = [x if m else None for x, m in zip(leaves, mask)]
+    (value, aux), g = jax.value_and_grad(f, has_aux=True)(diff)
+    return value, treedef.unflatten(g), aux
+
+
+def aux_placeholder(fun: Any, params: Any, owner: str) -> Any:
+    """Zeros shaped like ``fun``'s aux (None without aux), for a loop carry."""
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    mask = [is_param(x) for x in leaves]
+
+    def aux_of(diff):
+        full = [d if m else x for d, x, m in zip(diff, leaves, mask)]
+        return split_output(fun(treedef.unflatten(full)), owner)[1]
+
+    out = jax.eval_shape(aux_of, [x if m else None for x, m in zip(leaves, mask)])
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out)
+
+
+def bound_leaves(bound: Any, params: Any, owner: str, name: str) -> list:
+    """Per-leaf bounds (None: unbounded) from None, a scalar, or a tree like params."""
+    n = len(jax.tree_util.tree_leaves(params, is_leaf=_is_none))
+    if bound is None:
+        return [None] * n
+    if not isinstance(bound, (dict, list, tuple)) and jnp.ndim(bound) == 0:
+        return [bound] * n
+    try:
+        check_tree_structure(params, bound, names=("params", name), allow_none=True)
+    except ValueError as e:
+        msg = f"{owner}: {name} must be None, a scalar or a tree like params. {e}"
+        raise ValueError(msg) from None
+    return jax.tree_util.tree_leaves(bound, is_leaf=_is_none)
+
+
+def project(params: Any, lower: Any, upper: Any, owner: str = "project") -> Any:
+    """clip(params, lower, upper) leaf-wise, in each parameter's dtype."""
+    if lower is None and upper is None:
+        return params
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    lo = bound_leaves(lower, params, owner, "lower")
+    hi = bound_leaves(upper, params, owner, "upper")
+    out = []
+    for x, a, b in zip(leaves, lo, hi):
+        if is_param(x):
+            x = jnp.asarray(x)
+            if a is not None:
+                x = jnp.maximum(x, jnp.asarray(a).astype(x.dtype))
+            if b is not None:
+                x = jnp.minimum(x, jnp.asarray(b).astype(x.dtype))
+        out.append(x)
+    return treedef.unflatten(out)
+
+
+def check_bounds(owner: str, lower: Any, upper: Any) -> None:
+    """lower <= upper, checked here when both are concrete scalars or arrays (not trees)."""
+    if lower is None or upper is None:
+        return
+    for b in (lower, upper):
+        if isinstance(b, (dict, list, tuple, jax.core.Tracer)):
+            return  # trees and traced bounds: nothing to check without params
+    if bool(jnp.any(jnp.asarray(lower) > jnp.asarray(upper))):
+        raise ValueError(f"{owner}: lower must be <= upper, got lower={lower!r}, upper={upper!r}")
+
+
+def tree_diff(a: Any, b: Any) -> Any:
+    """a - b leaf-wise in the compute dtype (at least float32); None leaves pass."""
+    return jax.tree_util.tree_map(
+        lambda x, y: (
+            None
+            if y is None or not is_param(y)
+            else (jnp.asarray(x).astype(compute_dtype(x)) - jnp.asarray(y).astype(compute_dtype(y)))
+        ),
+        a,
+        b,
+        is_leaf=_is_none,
+    )
+
+
+def check_same_arrays(x_leaves: list, g_leaves: list, params: Any, owner: str) -> None:
+    """The gradient has an array exactly where params has one (full-batch directions)."""
+    paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]]
+    for path, x, g in zip(paths, x_leaves, g_leaves):
+        if is_param(x) != is_param(g):
+            raise ValueError(
+                f"{owner}: updates (the gradient) must have an array exactly where params has "
+                f"one; they differ at {jax.tree_util.keystr(path) or '<root>'}"
+            )
+
+
+def check_int(owner: str, name: str, value: Any, low: int) -> None:
+    check_hparam(owner, name, value, low=low)
+    if not isinstance(value, jax.core.Tracer) and float(value) != int(value):
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")

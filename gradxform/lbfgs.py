@@ -1,0 +1,265 @@
+"""Limited-memory BFGS: ``scale_by_lbfgs`` (the direction) and ``lbfgs`` (with a search).
+
+L-BFGS (Nocedal 1980; Liu & Nocedal 1989; Nocedal & Wright, sec. 7.2) keeps the last m
+pairs s_i = x_{i+1} - x_i, y_i = g_{i+1} - g_i and steps along d = -H_k g, where H_k is
+the BFGS inverse update of H_0 = gamma I (gamma = <s, y> / <y, y> of the newest pair) by
+the stored pairs, oldest first:
+
+    H <- (I - rho s y') H (I - rho y s') + rho s s',   rho = 1 / <s, y>.
+
+H_k g is computed with the two-loop recursion (Nocedal & Wright, Alg. 7.4) over a ring
+buffer of the pairs (newest first, then oldest first):
+
+    q = g;  for each pair, newest first:  a_i = rho_i <s_i, q>,  q <- q - a_i y_i
+    r = gamma q;  for each pair, oldest first:  b = rho_i <y_i, r>,  r <- r + (a_i - b) s_i
+    H_k g = r.
+
+A pair with <s, y> <= eps <y, y> (no positive curvature) is not stored. If the gradient
+did not change since the last update (the parameters did not move: a failed line
+search) the memory is cleared, so the next direction is steepest descent, as SciPy's
+L-BFGS-B does.
+
+Box constraints (``lower``/``upper``), in the two-metric projection form (Bertsekas 1982;
+the projected L-BFGS of Kim, Sra & Dhillon 2010): variables at a bound whose gradient
+pushes outward are held fixed (their gradient is zeroed before applying H_k and their
+direction after), components of d pointing out of the box at an active bound are dropped,
+and the projected backtracking search moves along P(x + alpha d). This is not L-BFGS-B's
+Cauchy-point / subspace algorithm, but it reaches the same minimizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    _is_none,
+    compute_dtype,
+    is_param,
+    map_params,
+    named_chain,
+    safe_increment,
+    slot_dtype,
+    static_field,
+    zero_count,
+)
+from .fullbatch import (
+    bound_leaves,
+    cast_like,
+    check_bounds,
+    check_int,
+    check_real,
+    check_same_arrays,
+    grad_slots,
+    real_dtype,
+    tree_diff,
+    vdot,
+)
+from .linesearch import backtracking_linesearch, zoom_linesearch
+
+__all__ = ["LbfgsState", "scale_by_lbfgs", "lbfgs"]
+
+
+class LbfgsState(NamedTuple):
+    count: jax.Array  # int32 scalar: updates so far
+    params: Any  # like params: x at the last update (to form s = x_new - x)
+    grad: Any  # like params: gradient at the last update (to form y = g_new - g)
+    s_history: Any  # like params with a leading memory_size axis: ring buffer of s_i
+    y_history: Any  # like s_history: y_i
+    rho: jax.Array  # (memory_size,): 1 / <s_i, y_i>; 0 marks an empty slot
+    gamma: jax.Array  # scalar: H_0 = gamma I (<s, y> / <y, y> of the newest pair, else 1)
+    pairs: jax.Array  # int32 scalar: pairs stored since the last reset (newest at pairs-1 mod m)
+
+
+def two_loop(q: list, s_hist: list, y_hist: list, rho, gamma, pairs, dt) -> list:
+    """H q for leaf lists q and ring-buffer histories (axis 0) holding ``pairs`` pairs
+    (the newest at slot pairs - 1 mod m). Only the stored pairs are visited."""
+    m = rho.shape[0]
+    count = jnp.minimum(pairs, m)
+    newest = (pairs - 1) % m
+
+    def dot(hist, i, v):
+        return sum(jnp.sum(h[i].astype(dt) * x.astype(dt)) for h, x in zip(hist, v))
+
+    def axpy(a, hist, i, v):
+        return [x + a.astype(x.dtype) * h[i].astype(x.dtype) for h, x in zip(hist, v)]
+
+    def newest_first(j, carry):
+        q, alphas = carry
+        i = (newest - j) % m
+        a = rho[i] * dot(s_hist, i, q)
+        return axpy(-a, y_hist, i, q), alphas.at[i].set(a)
+
+    def oldest_first(j, r):
+        i = (newest - count + 1 + j) % m
+        b = rho[i] * dot(y_hist, i, r)
+        return axpy(alphas[i] - b, s_hist, i, r)
+
+    q, alphas = jax.lax.fori_loop(0, count, newest_first, (q, jnp.zeros([m], dt)))
+    return jax.lax.fori_loop(0, count, oldest_first, [gamma.astype(x.dtype) * x for x in q])
+
+
+def _at_bound(x, bound, compare):
+    if bound is None:
+        return jnp.zeros(x.shape, bool)
+    return compare(x, jnp.asarray(bound).astype(x.dtype))
+
+
+class scale_by_lbfgs(GradientTransformation):  # noqa: N801
+    """L-BFGS direction: u <- d = -H_k g (a descent direction; follow with a line search).
+
+    See the module docstring for the recursion, the memory rules and box constraints.
+    ``updates`` must be the gradient and ``params`` is required (the pairs are formed from
+    successive params and gradients). The first direction (empty memory) is -g; the line
+    searches scale its first step by 1 / ||g||.
+
+    Args:
+      memory_size: m >= 1, pairs kept (default 10, SciPy's).
+      scale_init_hessian: H_0 = gamma I with gamma = <s, y> / <y, y> (default True); else
+        H_0 = I.
+      lower, upper: box for the two-metric projection (None: unbounded); a scalar or a
+        tree like params. Must equal the line search's bounds (``lbfgs`` sets both).
+    """
+
+    memory_size: int = static_field(default=10)
+    scale_init_hessian: bool = static_field(default=True)
+    lower: Any = None
+    upper: Any = None
+
+    def __post_init__(self):
+        check_int("scale_by_lbfgs", "memory_size", self.memory_size, 1)
+        check_bounds("scale_by_lbfgs", self.lower, self.upper)
+
+    def init(self, params):
+        check_real(params, "scale_by_lbfgs")
+        m = int(self.memory_size)
+
+        def hist(p):
+            return jnp.zeros((m, *jnp.shape(p)), slot_dtype(p))
+
+        dt = real_dtype(params)
+        return LbfgsState(
+            count=zero_count(),
+            params=grad_slots(params),
+            grad=grad_slots(params),
+            s_history=map_params(hist, params),
+            y_history=map_params(hist, params),
+            rho=jnp.zeros([m], dt),
+            gamma=jnp.ones([], dt),
+            pairs=zero_count(),
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        if params is None:
+            raise TypeError("scale_by_lbfgs.update: params is required (s = x_new - x)")
+        dt = state.gamma.dtype
+        eps = jnp.asarray(jnp.finfo(dt).eps, dt)
+        g = cast_like(updates, state.grad)
+        s = cast_like(tree_diff(params, state.params), state.grad)
+        y = cast_like(tree_diff(g, state.grad), state.grad)
+        sy, yy = vdot(s, y, dt), vdot(y, y, dt)
+        started = state.count > 0
+        keep = started & (sy > eps * yy) & jnp.isfinite(sy) & jnp.isfinite(yy)
+        # The gradient did not change: the last step did not move (a failed line search).
+        reset = started & (yy == 0)
+        m = state.rho.shape[0]
+        slot = state.pairs % m
+
+        def push(hist, new):
+            return hist.at[slot].set(jnp.where(keep, new.astype(hist.dtype), hist[slot]))
+
+        s_hist = jax.tree_util.tree_map(push, state.s_history, s)
+        y_hist = jax.tree_util.tree_map(push, state.y_history, y)
+        rho = state.rho.at[slot].set(jnp.where(keep, 1 / jnp.where(keep, sy, 1), state.rho[slot]))
+        rho = jnp.where(reset, 0, rho)
+        pairs = jnp.where(reset, 0, state.pairs + keep.astype(jnp.int32))
+        gamma = jnp.where(keep, sy / jnp.where(keep, yy, 1), state.gamma)
+        gamma = jnp.where(reset, 1, gamma)
+        if not self.scale_init_hessian:
+            gamma = jnp.ones([], dt)
+
+        leaves, treedef = jax.tree_util.tree_flatten(g, is_leaf=_is_none)
+        idx = [i for i, x in enumerate(leaves) if is_param(x)]
+        x_leaves = jax.tree_util.tree_leaves(params, is_leaf=_is_none)
+        check_same_arrays(x_leaves, leaves, params, "scale_by_lbfgs")
+        g_act = [leaves[i].astype(compute_dtype(leaves[i])) for i in idx]
+        bounded = self.lower is not None or self.upper is not None
+        if bounded:
+            lo = bound_leaves(self.lower, params, "scale_by_lbfgs", "lower")
+            hi = bound_leaves(self.upper, params, "scale_by_lbfgs", "upper")
+            at_lo, at_hi = [], []
+            for i in idx:
+                x = jnp.asarray(x_leaves[i])
+                at_lo.append(_at_bound(x, lo[i], jnp.less_equal))
+                at_hi.append(_at_bound(x, hi[i], jnp.greater_equal))
+            binding = [(a & (gl > 0)) | (b & (gl < 0)) for a, b, gl in zip(at_lo, at_hi, g_act)]
+            g_act = [jnp.where(bd, 0, gl) for bd, gl in zip(binding, g_act)]
+
+        s_leaves = jax.tree_util.tree_leaves(s_hist)
+        y_leaves = jax.tree_util.tree_leaves(y_hist)
+        r = two_loop(g_act, s_leaves, y_leaves, rho, gamma, pairs, dt)
+        d = [-x for x in r]
+        if bounded:
+            d = [
+                jnp.where(bd | (a & (dl < 0)) | (b & (dl > 0)), 0, dl)
+                for bd, a, b, dl in zip(binding, at_lo, at_hi, d)
+            ]
+        slope = sum((jnp.vdot(gl.astype(dt), dl.astype(dt)) for gl, dl in zip(g_act, d)), 0)
+        ok = slope < 0
+        d = [jnp.where(ok, dl, -gl) for dl, gl in zip(d, g_act)]
+
+        out = list(leaves)
+        for i, dl in zip(idx, d):
+            out[i] = dl.astype(jnp.result_type(leaves[i]))
+        new_state = LbfgsState(
+            count=safe_increment(state.count),
+            params=cast_like(params, state.params),
+            grad=g,
+            s_history=s_hist,
+            y_history=y_hist,
+            rho=rho,
+            gamma=gamma,
+            pairs=pairs,
+        )
+        return treedef.unflatten(out), new_state
+
+
+def lbfgs(
+    memory_size: int = 10,
+    *,
+    scale_init_hessian: bool = True,
+    linesearch: GradientTransformation | None = None,
+    lower: Any = None,
+    upper: Any = None,
+):
+    """L-BFGS with a strong-Wolfe line search (box-constrained with ``lower``/``upper``).
+
+    = chain(scale_by_lbfgs(memory_size, scale_init_hessian), zoom_linesearch()), the zoom
+    with SciPy L-BFGS-B's constants c1 = 1e-4, c2 = 0.9, at most 20 evaluations, first
+    step 1 / ||g|| then 1. With bounds: chain(scale_by_lbfgs(..., lower, upper),
+    backtracking_linesearch(lower=lower, upper=upper)) (projected Armijo search; a
+    ``backtracking_linesearch`` given as ``linesearch`` gets the bounds). Parameters
+    should start inside the box. Needs value, grad and value_fn in ``update``; see
+    ``gx.minimize``.
+    """
+    bounded = lower is not None or upper is not None
+    if linesearch is None:
+        linesearch = backtracking_linesearch(lower=lower, upper=upper) if bounded else (
+            zoom_linesearch()
+        )  # fmt: skip
+    elif bounded:
+        if not isinstance(linesearch, backtracking_linesearch):
+            raise ValueError(
+                "lbfgs: box constraints need a backtracking_linesearch (projected Armijo "
+                f"search), got {type(linesearch).__name__}"
+            )
+        linesearch = dataclasses.replace(linesearch, lower=lower, upper=upper)
+    return named_chain(
+        "lbfgs",
+        scale_by_lbfgs(memory_size, scale_init_hessian, lower=lower, upper=upper),
+        linesearch,
+    )

@@ -1,0 +1,475 @@
+"""Line searches as transforms: ``backtracking_linesearch``, ``zoom_linesearch``.
+
+A line search is the last member of a chain. It receives a descent direction d as its
+``updates`` and, as keyword arguments of ``update``, the current ``value`` f(x), its
+``grad`` g(x) and ``value_fn`` (f itself; it may return ``value`` or ``(value, aux)``). It
+picks a step alpha along phi(alpha) = f(x + alpha d), emits ``alpha * d`` and records in
+its state the value, gradient and aux at the new point, so the caller can reuse them
+instead of evaluating f again (``gx.minimize`` does). Each evaluation of ``value_fn``
+computes the value and the gradient together.
+
+Initial trial step alpha_0: on the first update (and after a failed one) initial_step /
+||d||, as SciPy's L-BFGS-B; afterwards ``initial_guess="unit"`` takes initial_step
+(quasi-Newton directions are well scaled) and ``"interpolate"`` takes
+min(initial_step, 1.01 * 2 (f_{k-1} - f_k) / -phi'(0)) (Nocedal & Wright, eq. 3.60; the
+choice of SciPy's CG), falling back to initial_step when that is not positive.
+
+Both searches also accept a trial by the approximate sufficient-decrease test of Hager &
+Zhang (2005): f(x_alpha) <= f(x) + approx_rtol |f(x)| and a slope at the trial <=
+(2 c1 - 1) times the initial slope. Near a minimum f stops changing in its last digits
+(soon in float32) and the exact Armijo test then fails on round-off; this test lets the
+search finish. ``approx_rtol`` defaults to 100 machine epsilons of the value dtype (0
+disables it).
+
+A failed search takes no step (its update is zero) and says so in ``state.status``
+(``LineSearchStatus``). Only real parameters are supported.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .base import (
+    GradientTransformation,
+    _is_none,
+    apply_updates,
+    check_hparam,
+    check_tree_structure,
+    is_param,
+    named_chain,
+    safe_increment,
+    static_field,
+    zero_count,
+)
+from .fullbatch import (
+    aux_placeholder,
+    cast_like,
+    check_bounds,
+    check_int,
+    check_real,
+    grad_slots,
+    project,
+    real_dtype,
+    scale_tree,
+    tree_diff,
+    tree_where,
+    value_and_grad,
+    vdot,
+)
+from .scaling import scale
+
+__all__ = [
+    "LineSearchStatus",
+    "LineSearchState",
+    "backtracking_linesearch",
+    "zoom_linesearch",
+    "gradient_descent_linesearch",
+]
+
+
+class LineSearchStatus(enum.IntEnum):
+    """Outcome of a line search's last update (``state.status``)."""
+
+    SUCCESS = 0  # the conditions (Armijo, or strong Wolfe) hold at the step taken
+    DECREASE_ONLY = 1  # zoom ran out of evaluations: took its best sufficient-decrease step
+    FAILED = 2  # no step with sufficient decrease within max_evals: step 0, params unchanged
+    NOT_DESCENT = 3  # <grad, d> >= 0 or not finite: step 0, params unchanged
+
+
+class LineSearchState(NamedTuple):
+    count: jax.Array  # int32 scalar: updates so far
+    step_size: jax.Array  # scalar: step alpha taken by the last update (0 when it failed)
+    value: jax.Array  # scalar: f at the new point params + update (inf before any update)
+    grad: Any  # like params: gradient at the new point
+    aux: Any  # value_fn's aux at the new point (None until value_fn returns one)
+    prev_value: jax.Array  # scalar: f at the start of the last update (initial-step guess)
+    num_evals: jax.Array  # int32 scalar: evaluations of value_fn in the last update
+    status: jax.Array  # int32 scalar: LineSearchStatus of the last update
+
+
+_GUESSES = ("unit", "interpolate")
+
+
+def _check_guess(owner: str, guess: str) -> None:
+    if guess not in _GUESSES:
+        raise ValueError(f"{owner}: initial_guess must be one of {_GUESSES}, got {guess!r}")
+
+
+# --------------------------------------------------------------------------------------
+# The common part of both searches
+
+
+def _f_tol(approx_rtol: Any, phi0: jax.Array, dt) -> jax.Array:
+    """Absolute tolerance of the approximate decrease test: approx_rtol |f(x)|."""
+    rtol = 100 * jnp.finfo(dt).eps if approx_rtol is None else approx_rtol
+    return jnp.asarray(rtol, dt) * jnp.abs(phi0)
+
+
+def _approx(f_t, slope_t, phi0, slope0, c1, f_tol):
+    """Approximate sufficient decrease (Hager & Zhang 2005): f within rounding of f(x) and
+    the slope at the trial <= (2 c1 - 1) times the initial slope (both along the step)."""
+    return (f_t <= phi0 + f_tol) & (slope_t <= (2 * c1 - 1) * slope0)
+
+
+class _LineSearch(GradientTransformation):
+    """Base of the line searches (``gx.minimize`` finds them by this type)."""
+
+    def init(self, params):
+        check_real(params, type(self).__name__)
+        dt = real_dtype(params)
+        return LineSearchState(
+            count=zero_count(),
+            step_size=jnp.zeros([], dt),
+            value=jnp.full([], jnp.inf, dt),
+            grad=grad_slots(params),
+            aux=None,
+            prev_value=jnp.full([], jnp.inf, dt),
+            num_evals=zero_count(),
+            status=jnp.asarray(LineSearchStatus.SUCCESS, jnp.int32),
+        )
+
+    def _inputs(self, updates, state, params, extra):
+        owner = f"{type(self).__name__}.update"
+        missing = [k for k in ("value", "grad", "value_fn") if extra.get(k) is None]
+        if params is None:
+            missing.insert(0, "params")
+        if missing:
+            raise TypeError(
+                f"{owner}: missing {', '.join(missing)}; a line search needs params and the "
+                "keyword arguments value=f(params), grad=grad f(params) and value_fn=f "
+                "(gx.minimize passes them)"
+            )
+        value_fn = extra["value_fn"]
+        if not callable(value_fn):
+            raise TypeError(f"{owner}: value_fn must be callable, got {value_fn!r}")
+        check_tree_structure(params, updates, names=("params", "updates"), allow_none=True)
+        dt = state.step_size.dtype
+        phi0 = jnp.asarray(extra["value"]).astype(dt)
+        g0 = cast_like(extra["grad"], state.grad)
+        dphi0 = vdot(g0, updates, dt)
+        aux0 = state.aux if state.aux is not None else aux_placeholder(value_fn, params, owner)
+
+        def evaluate(x):
+            f, g, aux = value_and_grad(value_fn, x, owner)
+            return f.astype(dt), cast_like(g, state.grad), aux
+
+        # Initial trial step (see the module docstring).
+        init = jnp.asarray(self.initial_step, dt)
+        dnorm = jnp.sqrt(vdot(updates, updates, dt))
+        first = (state.count == 0) | (state.status >= LineSearchStatus.FAILED)
+        if self.initial_guess == "interpolate":
+            guess = 1.01 * 2 * (state.prev_value - phi0) / -dphi0
+            ok = jnp.isfinite(guess) & (guess > 0)
+            later = jnp.where(ok, jnp.minimum(init, guess), init)
+        else:
+            later = init
+        alpha0 = jnp.where(first & (dnorm > 0), init / dnorm, later)
+        alpha0 = jnp.minimum(alpha0, jnp.asarray(self.max_step_size, dt))
+        return dt, phi0, g0, dphi0, aux0, evaluate, alpha0
+
+    def _finish(self, state, updates, step, value, grad, aux, n, status, phi0, lower, upper, x):
+        ok = step > 0
+        if lower is None and upper is None:
+            out = scale_tree(step, updates)
+        else:
+            x_new = project(apply_updates(x, scale_tree(step, updates)), lower, upper)
+            out = cast_like(tree_diff(x_new, x), updates)
+        zero = jax.tree_util.tree_map(
+            lambda u: u if not is_param(u) else jnp.zeros_like(u), updates, is_leaf=_is_none
+        )
+        out = tree_where(ok, out, zero)
+        new_state = LineSearchState(
+            count=safe_increment(state.count),
+            step_size=step,
+            value=value,
+            grad=grad,
+            aux=aux,
+            prev_value=phi0,
+            num_evals=n,
+            status=status.astype(jnp.int32),
+        )
+        return out, new_state
+
+
+# --------------------------------------------------------------------------------------
+# Backtracking (Armijo)
+
+
+class backtracking_linesearch(_LineSearch):  # noqa: N801
+    """Backtracking line search with the Armijo sufficient-decrease condition.
+
+    Tries alpha_0, rho alpha_0, rho^2 alpha_0, ... (rho = ``decrease_factor``) and takes
+    the first alpha with  f(x_alpha) <= f(x) + c1 <g, x_alpha - x>,  where
+    x_alpha = x + alpha d, or its projection P(x + alpha d) onto the box [lower, upper]
+    when bounds are given (the Armijo rule along the projection arc, Bertsekas 1976;
+    Nocedal & Wright, Alg. 3.1). A trial whose value or gradient is not finite is
+    rejected. After ``max_evals`` rejected trials the status is ``FAILED`` and no step is
+    taken.
+
+    Args:
+      c1: sufficient-decrease constant in (0, 1) (default 1e-4).
+      decrease_factor: rho in (0, 1) (default 0.5).
+      max_evals: evaluations of value_fn per update, >= 1 (default 30).
+      initial_step: > 0 (default 1); max_step_size: cap on alpha_0 (default 1e10).
+      initial_guess: ``"unit"`` or ``"interpolate"`` (see the module docstring).
+      approx_rtol: >= 0, or None for 100 eps (approximate decrease; module docstring).
+      lower, upper: None, a scalar or a tree like params (None leaves: unbounded).
+    """
+
+    c1: Any = 1e-4
+    decrease_factor: Any = 0.5
+    max_evals: Any = 30
+    initial_step: Any = 1.0
+    max_step_size: Any = 1e10
+    initial_guess: str = static_field(default="unit")
+    approx_rtol: Any = None
+    lower: Any = None
+    upper: Any = None
+
+    def __post_init__(self):
+        o = "backtracking_linesearch"
+        check_hparam(o, "c1", self.c1, low=0, high=1, low_open=True, high_open=True)
+        check_hparam(
+            o, "decrease_factor", self.decrease_factor, low=0, high=1, low_open=True, high_open=True
+        )
+        check_int(o, "max_evals", self.max_evals, 1)
+        check_hparam(o, "initial_step", self.initial_step, low=0, low_open=True)
+        check_hparam(o, "max_step_size", self.max_step_size, low=0, low_open=True)
+        _check_guess(o, self.initial_guess)
+        if self.approx_rtol is not None:
+            check_hparam(o, "approx_rtol", self.approx_rtol, low=0)
+        check_bounds(o, self.lower, self.upper)
+
+    def update(self, updates, state, params=None, **extra):
+        dt, phi0, g0, dphi0, aux0, evaluate, alpha0 = self._inputs(updates, state, params, extra)
+        lower, upper = self.lower, self.upper
+        c1 = jnp.asarray(self.c1, dt)
+        rho = jnp.asarray(self.decrease_factor, dt)
+        f_tol = _f_tol(self.approx_rtol, phi0, dt)
+        descent = dphi0 < 0
+
+        def trial_point(t):
+            x = apply_updates(params, scale_tree(t, updates))
+            return project(x, lower, upper, "backtracking_linesearch")
+
+        def body(c):
+            t = c["t"]
+            x_t = trial_point(t)
+            f_t, g_t, aux_t = evaluate(x_t)
+            if lower is not None or upper is not None:  # along the projection arc
+                step = tree_diff(x_t, params)
+                slope0, slope_t = vdot(g0, step, dt), vdot(g_t, step, dt)
+            else:
+                slope0, slope_t = t * dphi0, t * vdot(g_t, updates, dt)
+            armijo = f_t <= phi0 + c1 * slope0
+            ok = (armijo | _approx(f_t, slope_t, phi0, slope0, c1, f_tol)) & jnp.isfinite(slope_t)
+            n = c["n"] + 1
+            return dict(
+                n=n,
+                t=jnp.where(ok, t, t * rho),
+                done=ok | (n >= self.max_evals),
+                ok=ok,
+                f=jnp.where(ok, f_t, c["f"]),
+                g=tree_where(ok, g_t, c["g"]),
+                aux=tree_where(ok, aux_t, c["aux"]),
+            )
+
+        init = dict(n=zero_count(), t=alpha0, done=~descent, ok=jnp.asarray(False))
+        init.update(f=phi0, g=g0, aux=aux0)
+        c = jax.lax.while_loop(lambda c: ~c["done"], body, init)
+        step = jnp.where(c["ok"], c["t"], jnp.zeros([], dt))
+        status = jnp.where(
+            ~descent,
+            LineSearchStatus.NOT_DESCENT,
+            jnp.where(c["ok"], LineSearchStatus.SUCCESS, LineSearchStatus.FAILED),
+        )
+        return self._finish(
+            state, updates, step, c["f"], c["g"], c["aux"], c["n"], status, phi0, lower, upper,
+            params,
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Strong Wolfe (bracketing + zoom)
+
+
+def _interpolate(a, fa, da, b, fb, db):
+    """A trial step strictly inside the interval between a and b.
+
+    The minimizer of the cubic matching phi and phi' at both ends (Nocedal & Wright, eq.
+    3.59) if it lies in the middle 80% of the interval; else the minimizer of the
+    quadratic matching phi(a), phi'(a), phi(b) if it does; else the midpoint.
+    """
+    width = b - a
+    lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
+    margin = 0.1 * jnp.abs(width)
+
+    def inside(t):
+        return jnp.isfinite(t) & (t >= lo + margin) & (t <= hi - margin)
+
+    d1 = da + db - 3 * (fa - fb) / (a - b)
+    disc = d1 * d1 - da * db
+    d2 = jnp.sign(width) * jnp.sqrt(jnp.where(disc >= 0, disc, 0.0))
+    cubic = b - width * (db + d2 - d1) / (db - da + 2 * d2)
+    cubic = jnp.where(disc >= 0, cubic, jnp.nan)
+    curv = fb - fa - da * width
+    quad = a - da * width * width / (2 * curv)
+    quad = jnp.where(curv > 0, quad, jnp.nan)
+    mid = a + 0.5 * width
+    return jnp.where(inside(cubic), cubic, jnp.where(inside(quad), quad, mid))
+
+
+def _extrapolate(a, fa, da, b, fb, db):
+    """A trial step beyond b > a while bracketing: the minimizer of the cubic matching phi
+    and phi' at a and b, kept in [b + 1.1 (b - a), b + 4 (b - a)] (the bounds of Moré &
+    Thuente 1994), or the upper bound when the cubic has no minimizer beyond b."""
+    width = b - a
+    low, high = b + 1.1 * width, b + 4 * width
+    d1 = da + db - 3 * (fa - fb) / (a - b)
+    disc = d1 * d1 - da * db
+    d2 = jnp.sqrt(jnp.where(disc >= 0, disc, 0.0))
+    cubic = b - width * (db + d2 - d1) / (db - da + 2 * d2)
+    ok = (disc >= 0) & jnp.isfinite(cubic) & (cubic > b)
+    return jnp.where(ok, jnp.clip(cubic, low, high), high)
+
+
+class zoom_linesearch(_LineSearch):  # noqa: N801
+    """Line search for the strong Wolfe conditions (Nocedal & Wright, Alg. 3.5 and 3.6).
+
+    Finds alpha with
+      f(x + alpha d) <= f(x) + c1 alpha <g, d>            (sufficient decrease)
+      |<grad f(x + alpha d), d>| <= c2 |<g, d>|           (curvature)
+    Bracketing phase: trial steps grow (safeguarded cubic extrapolation, by a factor 2.1 to
+    5 of the last increment) until one fails the decrease test, rises above the best
+    point, or has phi' >= 0; zoom phase: safeguarded cubic / quadratic interpolation
+    inside the bracket [lo, hi], where lo is always the best step with sufficient
+    decrease found so far. One evaluation (value and gradient) per trial.
+    If ``max_evals`` are spent (or the bracket shrinks to rounding) the best step lo is
+    taken with status ``DECREASE_ONLY``, or none (``FAILED``) if there is none.
+
+    Args:
+      c1, c2: 0 < c1 < c2 < 1 (defaults 1e-4 and 0.9, SciPy's L-BFGS-B; use c2 = 0.1 to
+        0.4 for conjugate gradient).
+      max_evals: evaluations per update, >= 1 (default 20, SciPy's maxls).
+      initial_step: > 0 (default 1); max_step_size: largest step tried (default 1e10).
+      initial_guess: ``"unit"`` or ``"interpolate"`` (see the module docstring).
+      approx_rtol: >= 0, or None for 100 eps (approximate decrease; module docstring).
+    """
+
+    c1: Any = 1e-4
+    c2: Any = 0.9
+    max_evals: Any = 20
+    initial_step: Any = 1.0
+    max_step_size: Any = 1e10
+    initial_guess: str = static_field(default="unit")
+    approx_rtol: Any = None
+
+    def __post_init__(self):
+        o = "zoom_linesearch"
+        check_hparam(o, "c1", self.c1, low=0, high=1, low_open=True, high_open=True)
+        check_hparam(o, "c2", self.c2, low=0, high=1, low_open=True, high_open=True)
+        if not isinstance(self.c1, jax.core.Tracer) and not isinstance(self.c2, jax.core.Tracer):
+            if float(self.c1) >= float(self.c2):
+                raise ValueError(f"{o}: need 0 < c1 < c2 < 1, got c1={self.c1!r}, c2={self.c2!r}")
+        check_int(o, "max_evals", self.max_evals, 1)
+        check_hparam(o, "initial_step", self.initial_step, low=0, low_open=True)
+        check_hparam(o, "max_step_size", self.max_step_size, low=0, low_open=True)
+        _check_guess(o, self.initial_guess)
+        if self.approx_rtol is not None:
+            check_hparam(o, "approx_rtol", self.approx_rtol, low=0)
+
+    def update(self, updates, state, params=None, **extra):
+        dt, phi0, g0, dphi0, aux0, evaluate, alpha0 = self._inputs(updates, state, params, extra)
+        c1 = jnp.asarray(self.c1, dt)
+        c2 = jnp.asarray(self.c2, dt)
+        f_tol = _f_tol(self.approx_rtol, phi0, dt)
+        max_step = jnp.asarray(self.max_step_size, dt)
+        eps = jnp.asarray(jnp.finfo(dt).eps, dt)
+        descent = dphi0 < 0
+
+        def body(c):
+            t = c["t"]
+            f_t, g_t, aux_t = evaluate(apply_updates(params, scale_tree(t, updates)))
+            df_t = vdot(g_t, updates, dt)
+            armijo = f_t <= phi0 + c1 * t * dphi0
+            approx = _approx(f_t, df_t, phi0, dphi0, c1, f_tol)
+            # Values within rounding (approx) are not compared with lo: phi' decides.
+            higher = (~(armijo | approx) | ((f_t >= c["f_lo"]) & ~approx)) | ~jnp.isfinite(df_t)
+            curvature = jnp.abs(df_t) <= -c2 * dphi0
+            accept = ~higher & curvature
+            # Alg. 3.6: if phi'(t) (hi - lo) >= 0 then hi <- lo. While bracketing there is
+            # no hi yet and the search goes right: phi'(t) >= 0 brackets with hi <- lo.
+            width = jnp.where(c["have_hi"], c["a_hi"] - c["a_lo"], 1.0)
+            flip = ~higher & ~curvature & (df_t * width >= 0)
+            a_hi = jnp.where(higher, t, jnp.where(flip, c["a_lo"], c["a_hi"]))
+            f_hi = jnp.where(higher, f_t, jnp.where(flip, c["f_lo"], c["f_hi"]))
+            d_hi = jnp.where(higher, df_t, jnp.where(flip, c["d_lo"], c["d_hi"]))
+            have_hi = c["have_hi"] | higher | flip
+            take = ~higher
+            a_lo = jnp.where(take, t, c["a_lo"])
+            f_lo = jnp.where(take, f_t, c["f_lo"])
+            d_lo = jnp.where(take, df_t, c["d_lo"])
+            n = c["n"] + 1
+            t_next = jnp.where(
+                have_hi,
+                _interpolate(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi),
+                jnp.minimum(_extrapolate(c["a_lo"], c["f_lo"], c["d_lo"], t, f_t, df_t), max_step),
+            )
+            tiny = have_hi & (jnp.abs(a_hi - a_lo) <= 10 * eps * jnp.maximum(a_lo, a_hi))
+            at_max = ~have_hi & (t >= max_step)
+            return dict(
+                n=n,
+                t=t_next,
+                done=accept | (n >= self.max_evals) | tiny | at_max,
+                accepted=accept,
+                a_lo=a_lo,
+                f_lo=f_lo,
+                d_lo=d_lo,
+                g_lo=tree_where(take, g_t, c["g_lo"]),
+                aux_lo=tree_where(take, aux_t, c["aux_lo"]),
+                a_hi=a_hi,
+                f_hi=f_hi,
+                d_hi=d_hi,
+                have_hi=have_hi,
+            )
+
+        zero = jnp.zeros([], dt)
+        init = dict(n=zero_count(), t=alpha0, done=~descent, accepted=jnp.asarray(False))
+        init.update(a_lo=zero, f_lo=phi0, d_lo=dphi0, g_lo=g0, aux_lo=aux0)
+        init.update(a_hi=zero, f_hi=phi0, d_hi=dphi0, have_hi=jnp.asarray(False))
+        c = jax.lax.while_loop(lambda c: ~c["done"], body, init)
+        status = jnp.where(
+            ~descent,
+            LineSearchStatus.NOT_DESCENT,
+            jnp.where(
+                c["accepted"],
+                LineSearchStatus.SUCCESS,
+                jnp.where(c["a_lo"] > 0, LineSearchStatus.DECREASE_ONLY, LineSearchStatus.FAILED),
+            ),
+        )
+        return self._finish(
+            state, updates, c["a_lo"], c["f_lo"], c["g_lo"], c["aux_lo"], c["n"], status, phi0,
+            None, None, params,
+        )  # fmt: skip
+
+
+def gradient_descent_linesearch(linesearch: GradientTransformation | None = None):
+    """Steepest descent with a line search: d = -g, x <- x + alpha d.
+
+    = chain(scale(-1), linesearch), by default
+    ``backtracking_linesearch(initial_guess="interpolate")`` (Armijo; the interpolated
+    initial step adapts alpha_0 to the problem's scale). Needs value, grad and value_fn in
+    ``update`` (see ``gx.minimize``).
+    """
+    if linesearch is None:
+        linesearch = backtracking_linesearch(initial_guess="interpolate")
+    if not isinstance(linesearch, _LineSearch):
+        raise TypeError(
+            "gradient_descent_linesearch: linesearch must be a backtracking_linesearch or "
+            f"zoom_linesearch, got {linesearch!r}"
+        )
+    return named_chain("gradient_descent_linesearch", scale(-1.0), linesearch)
