@@ -25,6 +25,7 @@ This module imports nothing from the rest of the package.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -66,6 +67,13 @@ def _is_static_value(value: Any) -> bool:
     return callable(value) and not isinstance(value, Module)
 
 
+@functools.cache
+def _field_kinds(cls: type) -> tuple[tuple[str, bool], ...]:
+    # dataclasses.fields costs microseconds per call, and a transform passed to a jitted
+    # step is flattened on every call: compute each class's field list once.
+    return tuple((f.name, bool(f.metadata.get("static"))) for f in dataclasses.fields(cls))
+
+
 class Module:
     """Base of transforms and schedules: a frozen dataclass that is also a pytree.
 
@@ -86,12 +94,12 @@ class Module:
     # -- pytree protocol --
     def _split(self) -> tuple[list[tuple[str, Any]], tuple]:
         children, static = [], []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("static") or _is_static_value(value):
-                static.append((f.name, value))
+        for name, is_static in _field_kinds(type(self)):
+            value = getattr(self, name)
+            if is_static or _is_static_value(value):
+                static.append((name, value))
             else:
-                children.append((f.name, value))
+                children.append((name, value))
         names = tuple(n for n, _ in children)
         return children, (type(self), names, tuple(static))
 
