@@ -87,12 +87,15 @@ class scale_by_momentum(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         mu = resolve(self.momentum, state.count)
         # torch seeds the buffer with the raw first gradient: no dampening on step one.
+        # A dampening known to be 0 (a Python number, not a traced jit argument) drops
+        # the factor from every leaf's kernel: fewer ops to compile per leaf.
+        damped = is_active(self.dampening)
         damp = jnp.where(state.count == 0, 0.0, jnp.asarray(self.dampening, scalar_dtype()))
 
         def f(u, v):
             g = u.astype(compute_dtype(u))
             m = scalar_like(mu, g)
-            v = m * v.astype(g.dtype) + (1 - scalar_like(damp, g)) * g
+            v = m * v.astype(g.dtype) + ((1 - scalar_like(damp, g)) * g if damped else g)
             out = g + m * v if self.nesterov else v
             return out.astype(u.dtype), v.astype(slot_dtype(u, self.accumulator_dtype))
 
