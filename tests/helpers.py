@@ -6,6 +6,9 @@ exercised on trees, not just single arrays.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,3 +112,25 @@ def max_dist(a, b):
         float(jnp.max(jnp.abs(x.astype(jnp.float32) - y.astype(jnp.float32))))
         for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
     )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+    """Stand-in for flax's TrainState: the transform is static metadata (hashed by jit)."""
+
+    params: Any
+    opt_state: Any
+    tx: Any = dataclasses.field(metadata=dict(static=True))
+
+
+def make_train_step(traces: list):
+    """A jitted TrainState step that appends to ``traces`` each time it is traced."""
+
+    @jax.jit
+    def train_step(ts, g):
+        traces.append(None)
+        u, s = ts.tx.update(g, ts.opt_state, ts.params)
+        return TrainState(_apply(ts.params, u), s, ts.tx)
+
+    return train_step

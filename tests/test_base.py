@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TrainState, make_train_step
 
 import gradxform as gx
 
@@ -51,26 +51,7 @@ def test_static_transform_under_jit_like_flax_train_state():
     # flax's TrainState keeps tx as static metadata: it must hash, and equal configs
     # must hit the same cache entry.
     traces = []
-
-    @jax.jit
-    def step(params, state):
-        return inner(params, state)
-
-    def inner(params, state):
-        return params, state
-
-    @jax.tree_util.register_dataclass
-    @dataclasses.dataclass
-    class TrainState:
-        params: Any
-        opt_state: Any
-        tx: Any = dataclasses.field(metadata=dict(static=True))
-
-    @jax.jit
-    def train_step(ts, g):
-        traces.append(None)
-        u, s = ts.tx.update(g, ts.opt_state, ts.params)
-        return TrainState(gx.apply_updates(ts.params, u), s, ts.tx)
+    train_step = make_train_step(traces)
 
     p = {"w": jnp.ones(2)}
     ts = TrainState(p, gx.adam(1e-2).init(p), gx.adam(1e-2))

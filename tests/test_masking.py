@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TrainState, make_train_step
 
 import gradxform as gx
 
@@ -475,19 +476,7 @@ def test_transforms_holding_selectors_hash_and_compare_by_value():
 
     # As static metadata (Flax TrainState keeps tx static): equal configs share a trace.
     traces = []
-
-    @jax.tree_util.register_dataclass
-    @dataclasses.dataclass
-    class TrainState:
-        params: Any
-        opt_state: Any
-        tx: Any = dataclasses.field(metadata=dict(static=True))
-
-    @jax.jit
-    def train_step(ts, g):
-        traces.append(None)
-        u, s = ts.tx.update(g, ts.opt_state, ts.params)
-        return TrainState(gx.apply_updates(ts.params, u), s, ts.tx)
+    train_step = make_train_step(traces)
 
     params = make_params()
     for _ in range(2):
