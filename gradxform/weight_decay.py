@@ -88,11 +88,13 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
 
         def f(u, p, m):
             if not m:
-                return u, p, m
-            g = u.astype(compute_dtype(u)) + scalar_like(wd, u) * p.astype(compute_dtype(u))
-            return g.astype(u.dtype), p, m
+                return (u,)
+            g = u.astype(compute_dtype(u)) + scalar_like(wd, u) * jnp.asarray(p).astype(
+                compute_dtype(u)
+            )
+            return (g.astype(u.dtype),)
 
-        updates = map_updates(f, updates, params, mask, n_out=3)[0]
+        updates = map_updates(f, updates, params, mask)[0]
         return updates, WeightDecayState(count=safe_increment(state.count))
 
 
@@ -117,10 +119,10 @@ class add_l1_subgradient(GradientTransformation):  # noqa: N801
 
         def f(u, p):
             g = u.astype(compute_dtype(u))
-            g = g + scalar_like(self.strength, u) * jnp.sign(p.astype(g.dtype))
-            return g.astype(u.dtype), p
+            g = g + scalar_like(self.strength, u) * jnp.sign(jnp.asarray(p).astype(g.dtype))
+            return (g.astype(u.dtype),)
 
-        return map_updates(f, updates, params, n_out=2)[0], state
+        return map_updates(f, updates, params)[0], state
 
 
 class proximal_l1(GradientTransformation):  # noqa: N801
@@ -152,15 +154,15 @@ class proximal_l1(GradientTransformation):  # noqa: N801
 
         def f(u, p):
             dt = compute_dtype(u)
-            pc = p.astype(dt)
+            pc = jnp.asarray(p).astype(dt)
             z = pc + u.astype(dt)
             mag = jnp.abs(z)
             shrink = jnp.maximum(mag - scalar_like(thresh, mag), 0)
             safe = jnp.where(mag > 0, mag, 1)
             new = z * (shrink / safe).astype(dt)
-            return (new - pc).astype(u.dtype), p
+            return ((new - pc).astype(u.dtype),)
 
-        return map_updates(f, updates, params, n_out=2)[0], WeightDecayState(
+        return map_updates(f, updates, params)[0], WeightDecayState(
             count=safe_increment(state.count)
         )
 

@@ -361,6 +361,6 @@ class keep_params_nonnegative(GradientTransformation):  # noqa: N801
             dt = compute_dtype(u)
             pc = jnp.asarray(p).astype(dt)
             out = jnp.where(pc + u.astype(dt) < 0, -pc, u.astype(dt))
-            return out.astype(u.dtype), p
+            return (out.astype(u.dtype),)
 
-        return map_updates(f, updates, params, n_out=2)[0], state
+        return map_updates(f, updates, params)[0], state
