@@ -34,6 +34,7 @@ $(VENV)/.bench-installed: pyproject.toml | $(PY)
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/fullbatch.py
+	$(PY) benchmarks/compile.py --leaves 1000
 
 lint: $(PY)
 	$(PIP) install --quiet ruff

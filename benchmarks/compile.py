@@ -10,7 +10,8 @@ to StableHLO: Python work, ours to make small) and ``.compile()`` (XLA). The flo
 ``p + g`` with an Adam-sized state passed through. Libraries and repetitions are
 interleaved (round-robin) so that machine load hits all alike; medians are reported.
 ``--distinct`` gives every leaf a different length (3,200 + i): XLA then cannot reuse
-one compiled kernel for all leaves. Writes ``benchmarks/results/compile-<backend>.md``.
+one compiled kernel for all leaves. Writes
+``benchmarks/results/compile-<backend>-<leaves>[-distinct].md``.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def main(argv=None) -> int:
         f"median of {args.reps} interleaved repetitions.\n\n{table}\n"
     )
     print(text)
-    suffix = "-distinct" if args.distinct else ""
-    out = RESULTS / f"compile-{jax.default_backend()}{suffix}.md"
+    suffix = args.leaves.replace(",", "-") + ("-distinct" if args.distinct else "")
+    out = RESULTS / f"compile-{jax.default_backend()}-{suffix}.md"
     out.write_text(text)
     print(f"written to {out}", file=sys.stderr)
     return 0
