@@ -235,8 +235,20 @@ def zero_count() -> jax.Array:
 
 
 def scalar_like(value: Any, u: Any) -> jax.Array:
-    """A per-step scalar cast to the compute dtype of leaf ``u`` (so it never promotes)."""
-    return jnp.asarray(value).astype(compute_dtype(u))
+    """A per-step scalar cast to the compute dtype of leaf ``u`` (so it never promotes).
+
+    A Python or NumPy number becomes a NumPy scalar (a constant in the trace): making a
+    device array of it would run an eager op per leaf while tracing.
+    """
+    dt = compute_dtype(u)
+    if isinstance(value, jax.Array):
+        return cast(value, dt)
+    return np.asarray(value, dt)
+
+
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x.astype(dtype)``, skipped when ``x`` already has it (cheaper to trace)."""
+    return x if x.dtype == dtype else x.astype(dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -269,7 +281,8 @@ def _check_param_dtypes(tree: PyTree, what: str) -> None:
 
 def compute_dtype(x: Any) -> jnp.dtype:
     """The dtype math runs in for a leaf: at least float32 (bf16/f16 -> f32)."""
-    dt = jnp.dtype(jnp.result_type(x))
+    # A jax array's dtype is already canonical; jnp.result_type is slow to call per leaf.
+    dt = x.dtype if isinstance(x, jax.Array) else jnp.dtype(jnp.result_type(x))
     if jnp.issubdtype(dt, jnp.floating) and dt.itemsize < 4:
         return jnp.dtype(jnp.float32)
     return dt
@@ -281,6 +294,11 @@ def wider_dtype(*dtypes: Any) -> jnp.dtype:
     Used where the library widens on purpose (e.g. bf16 param + f32 update), so that
     ``jax_numpy_dtype_promotion="strict"`` in user code does not break it.
     """
+    return _wider(tuple(jnp.dtype(d) for d in dtypes))
+
+
+@functools.lru_cache(maxsize=256)
+def _wider(dtypes: tuple) -> jnp.dtype:
     with jax.numpy_dtype_promotion("standard"):
         return jnp.dtype(jnp.result_type(*dtypes))
 
@@ -382,29 +400,37 @@ def abs2(g: jax.Array) -> jax.Array:
     return g * g
 
 
+# Per-leaf functions with fewer equations than this are traced leaf by leaf (see per_leaf).
+_NESTED_MIN_EQNS = 8
+
+
 def per_leaf(fn: Callable, leaves: list) -> Callable:
-    """``fn`` itself, or, while tracing, ``fn`` under a nested ``jax.jit``.
+    """``fn`` itself, or, while tracing, ``fn`` under a nested ``jax.jit`` if it is big.
 
     Why: under tracing every leaf would otherwise re-trace the same few dozen jnp calls
-    (at 1,000 leaves that was most of the time spent before XLA). Nested jit traces
+    (at 1,000 Adam leaves that was most of the time spent before XLA). Nested jit traces
     ``fn`` once per distinct leaf shape/dtype and lowers it once as a shared function;
-    XLA inlines the calls, so the compiled program and its numerics are unchanged.
-    Eager calls keep plain ``fn``: a fresh closure per update would recompile each step.
-    ``fn`` must be pure (no Python side effects): it runs once per distinct signature;
-    its outputs come back as arrays.
+    XLA inlines the calls, so the compiled program and its numerics are unchanged. Each
+    call costs XLA some compile time, though (inlining, call-graph passes: ~0.1 ms), more
+    than re-tracing a function of a few equations saves, so a small ``fn`` (judged on its
+    first jaxpr) stays plain. Eager calls keep plain ``fn``: a fresh closure per update
+    would recompile each step. ``fn`` must be pure (no Python side effects): it may run
+    once per distinct signature; its outputs come back as arrays.
     """
     if not any(isinstance(x, jax.core.Tracer) for x in leaves):
         return fn
-    compiled: dict[tuple, Callable] = {}
+    chosen: dict[tuple, Callable] = {}
 
     def call(*args):
         # Arguments that are not arrays (Python bools of a mask, Python-float params)
         # reach fn as themselves, as static arguments.
         static = tuple(i for i, a in enumerate(args) if not isinstance(a, (jax.Array, np.ndarray)))
-        jitted = compiled.get(static)
-        if jitted is None:
-            jitted = compiled[static] = jax.jit(fn, static_argnums=static)
-        return jitted(*args)
+        impl = chosen.get(static)
+        if impl is None:
+            jitted = jax.jit(fn, static_argnums=static)
+            big = len(jitted.trace(*args).jaxpr.eqns) >= _NESTED_MIN_EQNS
+            impl = chosen[static] = jitted if big else fn
+        return impl(*args)
 
     return call
 
@@ -740,5 +766,6 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
 
 
 def _add(p: jax.Array, u: Any) -> jax.Array:
-    dt = wider_dtype(p.dtype, jnp.result_type(u))
-    return (p.astype(dt) + jnp.asarray(u).astype(dt)).astype(p.dtype)
+    u = jnp.asarray(u)
+    dt = wider_dtype(p.dtype, u.dtype)
+    return cast(cast(p, dt) + cast(u, dt), p.dtype)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from .base import (
     GradientTransformation,
+    _is_none,
     check_hparam,
     compute_dtype,
     map_updates,
@@ -47,14 +48,17 @@ class add_noise(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         t = state.count.astype(scalar_dtype())
         std = jnp.sqrt(self.eta / (1 + t) ** self.gamma)
-        n = len(jax.tree_util.tree_leaves(updates))
-        key, *keys = jax.random.split(state.key, n + 1)
-        it = iter(keys)
+        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_is_none)
+        key, *keys = jax.random.split(state.key, sum(x is not None for x in leaves) + 1)
+        # One key per leaf, passed as a slot: the per-leaf function must be pure (it may
+        # be traced once for many leaves).
+        keys = iter(keys)
+        key_tree = treedef.unflatten([None if x is None else next(keys) for x in leaves])
 
-        def f(u):
+        def f(u, k):
             dt = compute_dtype(u)
-            z = jax.random.normal(next(it), u.shape, dt)
+            z = jax.random.normal(k, u.shape, dt)
             return ((u.astype(dt) + z * std.astype(dt)).astype(u.dtype),)
 
-        updates = map_updates(f, updates)[0]
+        updates = map_updates(f, updates, key_tree)[0]
         return updates, AddNoiseState(count=safe_increment(state.count), key=key)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from .base import (
     EmptyState,
     GradientTransformation,
+    cast,
     check_hparam,
     compute_dtype,
     map_updates,
@@ -28,7 +29,7 @@ def scale_updates(updates: Any, factor: Any) -> Any:
     """u * factor leaf-wise, computed in at least float32, returned in u's dtype."""
 
     def f(u):
-        return ((u.astype(compute_dtype(u)) * scalar_like(factor, u)).astype(u.dtype),)
+        return (cast(cast(u, compute_dtype(u)) * scalar_like(factor, u), u.dtype),)
 
     return map_updates(f, updates)[0]
 

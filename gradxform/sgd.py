@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from .base import (
     GradientTransformation,
+    cast,
     check_hparam,
     compute_dtype,
     is_active,
@@ -93,11 +94,11 @@ class scale_by_momentum(GradientTransformation):  # noqa: N801
         damp = jnp.where(state.count == 0, 0.0, jnp.asarray(self.dampening, scalar_dtype()))
 
         def f(u, v):
-            g = u.astype(compute_dtype(u))
+            g = cast(u, compute_dtype(u))
             m = scalar_like(mu, g)
-            v = m * v.astype(g.dtype) + ((1 - scalar_like(damp, g)) * g if damped else g)
+            v = m * cast(v, g.dtype) + ((1 - scalar_like(damp, g)) * g if damped else g)
             out = g + m * v if self.nesterov else v
-            return out.astype(u.dtype), v.astype(slot_dtype(u, self.accumulator_dtype))
+            return cast(out, u.dtype), cast(v, slot_dtype(u, self.accumulator_dtype))
 
         updates, velocity = map_updates(f, updates, state.velocity, n_out=2)
         return updates, MomentumState(count=safe_increment(state.count), velocity=velocity)

@@ -799,6 +799,16 @@ def test_add_noise_same_seed_same_noise():
     assert not np.allclose(a[0] / a[0].std(), a[1] / a[1].std()), "key not advanced"
 
 
+def test_add_noise_draws_independent_noise_per_leaf_under_jit():
+    tx = gx.add_noise(0.1, seed=0)
+    updates = {"a": jnp.zeros(64), "b": jnp.zeros(64), "skip": None}
+    eager, _ = tx.update(updates, tx.init(updates))
+    jitted, _ = jax.jit(tx.update)(updates, tx.init(updates))
+    assert not np.allclose(jitted["a"], jitted["b"]), "same-shaped leaves got the same noise"
+    np.testing.assert_allclose(jitted["a"], eager["a"], rtol=1e-6)
+    assert jitted["skip"] is None
+
+
 def test_add_noise_is_added_to_updates():
     g = np.linspace(-1.0, 1.0, 20).reshape(4, 5)
     with jax.enable_x64(True):
