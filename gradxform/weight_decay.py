@@ -89,9 +89,8 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
         def f(u, p, m):
             if not m:
                 return (u,)
-            g = u.astype(compute_dtype(u)) + scalar_like(wd, u) * jnp.asarray(p).astype(
-                compute_dtype(u)
-            )
+            dt = compute_dtype(u)
+            g = u.astype(dt) + scalar_like(wd, u) * jnp.asarray(p).astype(dt)
             return (g.astype(u.dtype),)
 
         updates = map_updates(f, updates, params, mask)[0]
