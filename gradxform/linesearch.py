@@ -94,11 +94,6 @@ class LineSearchState(NamedTuple):
 _GUESSES = ("unit", "interpolate")
 
 
-def _check_guess(owner: str, guess: str) -> None:
-    if guess not in _GUESSES:
-        raise ValueError(f"{owner}: initial_guess must be one of {_GUESSES}, got {guess!r}")
-
-
 # --------------------------------------------------------------------------------------
 # The common part of both searches
 
@@ -117,6 +112,18 @@ def _approx(f_t, slope_t, phi0, slope0, c1, f_tol):
 
 class _LineSearch(GradientTransformation):
     """Base of the line searches (``gx.minimize`` finds them by this type)."""
+
+    def _check_shared_fields(self, owner: str) -> None:
+        """Validates the fields both searches have (``_inputs`` uses most of them)."""
+        check_int(owner, "max_evals", self.max_evals, 1)
+        check_hparam(owner, "initial_step", self.initial_step, low=0, low_open=True)
+        check_hparam(owner, "max_step_size", self.max_step_size, low=0, low_open=True)
+        if self.initial_guess not in _GUESSES:
+            raise ValueError(
+                f"{owner}: initial_guess must be one of {_GUESSES}, got {self.initial_guess!r}"
+            )
+        if self.approx_rtol is not None:
+            check_hparam(owner, "approx_rtol", self.approx_rtol, low=0)
 
     def init(self, params):
         check_real(params, type(self).__name__)
@@ -236,12 +243,7 @@ class backtracking_linesearch(_LineSearch):  # noqa: N801
         check_hparam(
             o, "decrease_factor", self.decrease_factor, low=0, high=1, low_open=True, high_open=True
         )
-        check_int(o, "max_evals", self.max_evals, 1)
-        check_hparam(o, "initial_step", self.initial_step, low=0, low_open=True)
-        check_hparam(o, "max_step_size", self.max_step_size, low=0, low_open=True)
-        _check_guess(o, self.initial_guess)
-        if self.approx_rtol is not None:
-            check_hparam(o, "approx_rtol", self.approx_rtol, low=0)
+        self._check_shared_fields(o)
         check_bounds(o, self.lower, self.upper)
 
     def update(self, updates, state, params=None, **extra):
@@ -375,12 +377,7 @@ class zoom_linesearch(_LineSearch):  # noqa: N801
         if not isinstance(self.c1, jax.core.Tracer) and not isinstance(self.c2, jax.core.Tracer):
             if float(self.c1) >= float(self.c2):
                 raise ValueError(f"{o}: need 0 < c1 < c2 < 1, got c1={self.c1!r}, c2={self.c2!r}")
-        check_int(o, "max_evals", self.max_evals, 1)
-        check_hparam(o, "initial_step", self.initial_step, low=0, low_open=True)
-        check_hparam(o, "max_step_size", self.max_step_size, low=0, low_open=True)
-        _check_guess(o, self.initial_guess)
-        if self.approx_rtol is not None:
-            check_hparam(o, "approx_rtol", self.approx_rtol, low=0)
+        self._check_shared_fields(o)
 
     def update(self, updates, state, params=None, **extra):
         dt, phi0, g0, dphi0, aux0, evaluate, alpha0 = self._inputs(updates, state, params, extra)
