@@ -388,8 +388,10 @@ def minimize(
         key = (max_steps, tol, ftol, x64)
         numbers = _SCALARS.get(key)
     if numbers is None:
-        for name, value in (("max_steps", max_steps), ("tol", tol), ("ftol", ftol)):
-            check_hparam("minimize", name, value, low=0)
+        # The loop counts steps in int32.
+        check_hparam("minimize", "max_steps", max_steps, low=0, high=np.iinfo(np.int32).max)
+        check_hparam("minimize", "tol", tol, low=0)
+        check_hparam("minimize", "ftol", ftol, low=0)
         numbers = _scalars(key) if plain else (max_steps, tol, ftol)
     leaves, treedef = _flat_tx(tx, x64)
     dynamic, static = (params, None) if isinstance(params, jax.Array) else _split_params(params)

@@ -539,8 +539,11 @@ def test_minimize_return_state():
 
 
 def test_minimize_errors():
-    with pytest.raises(ValueError, match=r"max_steps must be a finite number in \[0, inf\]"):
-        gx.minimize(square, jnp.ones(2), gx.lbfgs(), -1)
+    for bad in (-1, 2**31):  # steps are counted in int32
+        with pytest.raises(ValueError, match=r"max_steps must be a finite number in \[0, 2147"):
+            gx.minimize(square, jnp.ones(2), gx.lbfgs(), bad)
+    with pytest.raises(ValueError, match=r"tol must be a finite number in \[0, inf\]"):
+        gx.minimize(square, jnp.ones(2), gx.lbfgs(), tol=-1e-3)
     with pytest.raises(TypeError, match="tx must be a gradient transformation"):
         gx.minimize(square, jnp.ones(2), "lbfgs")
     two = gx.chain(gx.zoom_linesearch(), gx.zoom_linesearch())
