@@ -137,8 +137,35 @@ def time_steps(step, steps: int, reps: int, warmup: int = 2) -> dict:
     return {"median_s": med, "min_s": min(rep_medians), "max_s": max(rep_medians)}
 
 
+def minimal_adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+    """The fewest operations per leaf an Adam step can have in JAX (a compile-time floor).
+
+    Bias corrections are folded into one step size and epsilon per step (Kingma & Ba,
+    end of sec. 2): a_t = lr sqrt(1 - b2^t) / (1 - b1^t), e_t = eps sqrt(1 - b2^t); per leaf
+    m += (1 - b1)(g - m), v += (1 - b2)(g^2 - v), p -= a_t m / (sqrt(v) + e_t).
+    """
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return jnp.zeros([], jnp.int32), zeros, jax.tree.map(jnp.zeros_like, params)
+
+    def step(params, state, grads):
+        count, mu, nu = state
+        t = (count + 1).astype(jnp.float32)
+        c2 = jnp.sqrt(1 - b2**t)
+        a_t, e_t = lr * c2 / (1 - b1**t), eps * c2
+        mu = jax.tree.map(lambda m, g: m + (1 - b1) * (g - m), mu, grads)
+        nu = jax.tree.map(lambda v, g: v + (1 - b2) * (g * g - v), nu, grads)
+        params = jax.tree.map(lambda p, m, v: p - a_t * m / (jnp.sqrt(v) + e_t), params, mu, nu)
+        return params, (count + 1, mu, nu)
+
+    return init, step
+
+
 def jax_optimizer(lib: str, opt: str):
     """(init, step) with step(params, state, grads) -> (params, state)."""
+    if lib == "floor" and opt == "floor:adam":
+        return minimal_adam(LR)
     if lib == "floor":
         if opt == "floor:p+g":
             init = lambda p: ()  # noqa: E731

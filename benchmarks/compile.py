@@ -6,8 +6,9 @@
 For each leaf count and optimizer it builds the step of ``bench.py`` (update + apply in
 one ``jit``, params and state donated) on a tree of equal 1-D float32 leaves (3.2K
 elements each) and measures, separately, ``jit(...).lower(...)`` (tracing and lowering
-to StableHLO: Python work, ours to make small) and ``.compile()`` (XLA). The floor is
-``p + g`` with an Adam-sized state passed through. Libraries and repetitions are
+to StableHLO: Python work, ours to make small) and ``.compile()`` (XLA). Two floors:
+``p + g`` with an Adam-sized state passed through, and (for adam) a hand-written Adam
+with the fewest operations per leaf (``bench.minimal_adam``). Libraries and repetitions are
 interleaved (round-robin) so that machine load hits all alike; medians are reported.
 ``--distinct`` gives every leaf a different length (3,200 + i): XLA then cannot reuse
 one compiled kernel for all leaves. Writes
@@ -33,7 +34,8 @@ LEAF_SIZE = 3_200
 
 def measure(lib: str, opt: str, n_leaves: int, distinct: bool) -> tuple[float, float]:
     """(seconds to trace + lower, seconds to compile) of one fresh step function."""
-    init, step = jax_optimizer(lib, "floor:p+g+state" if lib == "floor" else opt)
+    floor = {"floor": "floor:p+g+state", "minimal-adam": "floor:adam"}
+    init, step = jax_optimizer("floor" if lib in floor else lib, floor.get(lib, opt))
     params = [
         jnp.zeros((LEAF_SIZE + (i if distinct else 0),), jnp.float32) for i in range(n_leaves)
     ]
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--distinct", action="store_true", help="every leaf a different length")
     args = ap.parse_args(argv)
-    libs = ["gradxform", "floor"] + (["optax"] if optax is not None else [])
+    libs = ["gradxform", "floor", "minimal-adam"] + (["optax"] if optax is not None else [])
     rows = []
     for n in [int(x) for x in args.leaves.split(",")]:
         for opt in args.opts.split(","):
@@ -61,6 +63,8 @@ def main(argv=None) -> int:
                 for lib in libs:
                     if lib == "floor" and opt != args.opts.split(",")[0]:
                         continue  # the floor does not depend on the optimizer
+                    if lib == "minimal-adam" and opt != "adam":
+                        continue
                     lo, co = measure(lib, opt, n, args.distinct)
                     times[lib].append((lo, co))
                     print(
@@ -76,7 +80,10 @@ def main(argv=None) -> int:
             ref = sum(med["optax"]) if "optax" in med else None
             for lib, (lo, co) in med.items():
                 ratio = f"{(lo + co) / ref:.2f}" if ref else "n/a"
-                label = "floor (p+g, state passed through)" if lib == "floor" else lib
+                label = {
+                    "floor": "floor (p+g, state passed through)",
+                    "minimal-adam": "floor (hand-written Adam, fewest ops per leaf)",
+                }.get(lib, lib)
                 rows.append(
                     [f"{n:,}", opt, label, f"{lo:.2f}", f"{co:.2f}", f"{lo + co:.2f}", ratio]
                 )
