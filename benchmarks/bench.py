@@ -146,8 +146,7 @@ def minimal_adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-
     """
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return jnp.zeros([], jnp.int32), zeros, jax.tree.map(jnp.zeros_like, params)
+        return (jnp.zeros([], jnp.int32), *(jax.tree.map(jnp.zeros_like, params) for _ in "mv"))
 
     def step(params, state, grads):
         count, mu, nu = state

@@ -2,6 +2,7 @@
 
     python benchmarks/compile.py [--leaves 1000,4000] [--opts adam,sgd-momentum,chain]
                                  [--reps 3] [--distinct]
+                                 [--libs gradxform,floor,minimal-adam,optax]
 
 For each leaf count and optimizer it builds the step of ``bench.py`` (update + apply in
 one ``jit``, params and state donated) on a tree of equal 1-D float32 leaves (3.2K
@@ -53,8 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--opts", default="adam,sgd-momentum,chain")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--distinct", action="store_true", help="every leaf a different length")
+    ap.add_argument("--libs", default="gradxform,floor,minimal-adam,optax")
     args = ap.parse_args(argv)
-    libs = ["gradxform", "floor", "minimal-adam"] + (["optax"] if optax is not None else [])
+    libs = [lib for lib in args.libs.split(",") if lib != "optax" or optax is not None]
     rows = []
     for n in [int(x) for x in args.leaves.split(",")]:
         for opt in args.opts.split(","):
