@@ -25,8 +25,9 @@ from .base import (
     static_field,
     wider_dtype,
     zero_count,
+    zeros_like_updates,
 )
-from .wrappers import as_int, check_int, check_transform, cond_update, zeros_like_updates
+from .wrappers import as_int, check_int, check_transform, cond_update
 
 __all__ = ["accumulate", "AccumulateState"]
 

@@ -559,6 +559,11 @@ class stateless(GradientTransformation):  # noqa: N801
         return self.fn(updates, params), state
 
 
+def zeros_like_updates(updates: PyTree) -> PyTree:
+    """Zeros for every array update, other leaves passed through."""
+    return map_updates(lambda u: (jnp.zeros_like(u),), updates)[0]
+
+
 class set_to_zero(GradientTransformation):  # noqa: N801
     """Replaces every update by zeros of the same shape and dtype: u <- 0.
 
@@ -569,7 +574,7 @@ class set_to_zero(GradientTransformation):  # noqa: N801
         return EmptyState()
 
     def update(self, updates, state, params=None, **extra):
-        return map_updates(lambda u: (jnp.zeros_like(u),), updates)[0], state
+        return zeros_like_updates(updates), state
 
 
 def _unique_names(transforms: tuple) -> tuple[str, ...]:

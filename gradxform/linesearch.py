@@ -35,15 +35,14 @@ import jax.numpy as jnp
 
 from .base import (
     GradientTransformation,
-    _is_none,
     apply_updates,
     check_hparam,
     check_tree_structure,
-    is_param,
     named_chain,
     safe_increment,
     static_field,
     zero_count,
+    zeros_like_updates,
 )
 from .fullbatch import (
     aux_placeholder,
@@ -185,10 +184,7 @@ class _LineSearch(GradientTransformation):
         else:
             x_new = project(apply_updates(x, scale_tree(step, updates)), lower, upper)
             out = cast_like(tree_diff(x_new, x), updates)
-        zero = jax.tree_util.tree_map(
-            lambda u: u if not is_param(u) else jnp.zeros_like(u), updates, is_leaf=_is_none
-        )
-        out = tree_where(ok, out, zero)
+        out = tree_where(ok, out, zeros_like_updates(updates))
         new_state = LineSearchState(
             count=safe_increment(state.count),
             step_size=step,

@@ -36,6 +36,7 @@ from .base import (
     safe_increment,
     static_field,
     zero_count,
+    zeros_like_updates,
 )
 
 __all__ = [
@@ -113,11 +114,6 @@ def all_finite(tree: Any) -> jax.Array:
     """Scalar bool: no NaN or Inf in any array leaf of ``tree`` (True for no leaves)."""
     flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if is_param(x)]
     return functools.reduce(jnp.logical_and, flags, jnp.asarray(True))
-
-
-def zeros_like_updates(updates: Any) -> Any:
-    """Zeros for every array update, other leaves passed through."""
-    return map_updates(lambda u: (jnp.zeros_like(u),), updates)[0]
 
 
 # --------------------------------------------------------------------------------------
