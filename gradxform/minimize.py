@@ -260,12 +260,12 @@ def _flat_tx(tx: Any, x64: bool) -> tuple[list, Any]:
     if hit is not None and hit[0] is tx:
         return hit[1], hit[2]
     leaves, treedef = jax.tree_util.tree_flatten(tx)
-    if any(isinstance(x, jax.core.Tracer) for x in leaves):
-        return leaves, treedef
     number = (int, float)
     leaves = [
         jnp.asarray(x) if isinstance(x, number) and not isinstance(x, bool) else x for x in leaves
     ]
+    if _traced(leaves):
+        return leaves, treedef
     if len(_TX_CACHE) >= 16:
         _TX_CACHE.pop(next(iter(_TX_CACHE)))
     _TX_CACHE[key] = (tx, leaves, treedef)
@@ -277,11 +277,19 @@ _SCALARS: dict[tuple, tuple] = {}
 
 def _scalars(key: tuple) -> tuple:
     """(max_steps, tol, ftol) as device scalars, cached (key: the values and the x64 flag)."""
-    values = key[:3]
-    if len(_SCALARS) >= 64:
-        _SCALARS.pop(next(iter(_SCALARS)))
-    hit = _SCALARS[key] = tuple(jnp.asarray(v) for v in values)
+    hit = tuple(jnp.asarray(v) for v in key[:3])
+    if not _traced(hit):
+        if len(_SCALARS) >= 64:
+            _SCALARS.pop(next(iter(_SCALARS)))
+        _SCALARS[key] = hit
     return hit
+
+
+def _traced(values) -> bool:
+    """Whether any value is a tracer. Called on minimize's device scalars before they are
+    cached: under an outer jit, jnp.asarray makes tracers, and a cached tracer would
+    outlive its trace (a leak, and every later call outside jit would take a slow path)."""
+    return any(isinstance(x, jax.core.Tracer) for x in values)
 
 
 def _traceable(x: Any) -> bool:

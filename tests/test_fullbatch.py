@@ -524,6 +524,16 @@ def test_minimize_compiles_once():
     assert float(out) < 1e-8
 
 
+def test_minimize_inside_jit_leaks_no_tracer():
+    # minimize caches its device scalars per transform and per (max_steps, tol, ftol):
+    # first called under an outer jit, that cache must not keep the trace's tracers.
+    tx, x0 = gx.lbfgs(memory_size=7), jnp.asarray([-1.2, 1.0])
+    with jax.checking_leaks():
+        inside = jax.jit(lambda x: gx.minimize(rosenbrock, x, tx, 123, 1.5e-6).value)(x0)
+    outside = gx.minimize(rosenbrock, x0, tx, 123, 1.5e-6).value
+    assert float(outside) == float(inside) and float(outside) < 1e-8
+
+
 def test_minimize_under_vmap():
     x0s = jnp.asarray([[-1.2, 1.0], [0.0, 0.0], [2.0, 2.0]])
     r = jax.vmap(lambda x: gx.minimize(rosenbrock, x, gx.lbfgs(), 200))(x0s)
