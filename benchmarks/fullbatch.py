@@ -4,7 +4,8 @@
 
 Per problem of the classic set (``tests/fullbatch_problems.py``, with the 10,000 x 100
 logistic regression) it runs
-- ``gx.minimize(fun, x0, gx.lbfgs())`` and ``gx.minimize(fun, x0, gx.conjugate_gradient(),
+- ``gx.minimize(fun, x0, gx.lbfgs())`` called directly, and again inside a jitted
+  function shaped like the Optax loop (row "gx lbfgs in jit"), and ``gx.minimize(fun, x0, gx.conjugate_gradient(),
   ftol=0)``: one jitted while_loop each;
 - SciPy's ``minimize`` with ``L-BFGS-B`` and ``CG``, given a jitted ``value_and_grad``;
 - ``optax.lbfgs()`` in a jitted ``while_loop`` as in Optax's documentation (value and
@@ -86,6 +87,26 @@ def run_ours(p, tx, ftol):
         res = gx.minimize(p.fun, x0, tx, MAX_STEPS, TOL, ftol=ftol)
         jax.block_until_ready(res)
         return float(res.value), int(res.num_steps), int(res.num_evals)
+
+    return go
+
+
+def run_ours_in_jit(p, tx, ftol):
+    """gx.minimize inside the caller's jitted function, shaped like the Optax loop below
+    (starting point in; params, value, steps and evaluations out; tx and the tolerances
+    constants): the loop's own cost, without the per-call cost of a direct call's traced
+    hyperparameters (8 more arguments) and its 2 more results (gradient, status)."""
+
+    @jax.jit
+    def run(x0):
+        r = gx.minimize(p.fun, x0, tx, MAX_STEPS, TOL, ftol=ftol)
+        return r.params, r.value, r.num_steps, r.num_evals
+
+    x0 = jnp.asarray(p.x0)
+
+    def go():
+        _, value, k, evals = jax.block_until_ready(run(x0))
+        return float(value), int(k), int(evals)
 
     return go
 
@@ -175,6 +196,7 @@ def main():
     for p in problems(logistic_size=size):
         runs = [
             ("gx lbfgs", run_ours(p, gx.lbfgs(), FTOL)),
+            ("gx lbfgs in jit", run_ours_in_jit(p, gx.lbfgs(), FTOL)),
             ("gx conjugate_gradient", run_ours(p, gx.conjugate_gradient(), 0.0)),
             ("scipy L-BFGS-B", run_scipy(p, "L-BFGS-B")),
             ("scipy CG", run_scipy(p, "CG")),
