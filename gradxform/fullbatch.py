@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .base import (
     _is_none,
@@ -185,15 +186,31 @@ def project(params: Any, lower: Any, upper: Any, owner: str = "project") -> Any:
     return treedef.unflatten(out)
 
 
-def check_bounds(owner: str, lower: Any, upper: Any) -> None:
-    """lower <= upper, checked here when both are concrete scalars or arrays (not trees)."""
-    if lower is None or upper is None:
+def check_bounds(owner: str, lower: Any, upper: Any, params: Any = None) -> None:
+    """Bounds are not NaN and lower <= upper, wherever both are concrete: scalars and
+    arrays at construction, trees once ``params`` gives their structure (``minimize`` and
+    the transforms' ``update`` pass it). Traced bounds cannot be checked."""
+    if lower is None and upper is None:
         return
-    for b in (lower, upper):
-        if isinstance(b, (dict, list, tuple, jax.core.Tracer)):
-            return  # trees and traced bounds: nothing to check without params
-    if bool(jnp.any(jnp.asarray(lower) > jnp.asarray(upper))):
-        raise ValueError(f"{owner}: lower must be <= upper, got lower={lower!r}, upper={upper!r}")
+    if params is None:
+        if any(isinstance(b, (dict, list, tuple)) for b in (lower, upper)):
+            return
+        paths, lows, highs = [()], [lower], [upper]
+    else:
+        paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]]
+        lows = bound_leaves(lower, params, owner, "lower")
+        highs = bound_leaves(upper, params, owner, "upper")
+    for path, a, b in zip(paths, lows, highs):
+        if isinstance(a, jax.core.Tracer) or isinstance(b, jax.core.Tracer):
+            continue
+        where = f" at {jax.tree_util.keystr(path)}" if path else ""
+        for name, v in (("lower", a), ("upper", b)):
+            if v is not None and np.any(np.isnan(np.asarray(v, float))):
+                raise ValueError(f"{owner}: {name} bound{where} is NaN: {v!r}")
+        if a is not None and b is not None and np.any(np.asarray(a) > np.asarray(b)):
+            raise ValueError(
+                f"{owner}: lower must be <= upper{where}, got lower={a!r}, upper={b!r}"
+            )
 
 
 def tree_diff(a: Any, b: Any) -> Any:

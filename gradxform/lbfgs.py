@@ -189,6 +189,7 @@ class scale_by_lbfgs(GradientTransformation):  # noqa: N801
         g_act = [leaves[i].astype(compute_dtype(leaves[i])) for i in idx]
         bounded = self.lower is not None or self.upper is not None
         if bounded:
+            check_bounds("scale_by_lbfgs.update", self.lower, self.upper, params)
             lo = bound_leaves(self.lower, params, "scale_by_lbfgs", "lower")
             hi = bound_leaves(self.upper, params, "scale_by_lbfgs", "upper")
             at_lo, at_hi = [], []

@@ -35,9 +35,11 @@ import jax.numpy as jnp
 
 from .base import (
     GradientTransformation,
+    _is_none,
     apply_updates,
     check_hparam,
     check_tree_structure,
+    is_param,
     named_chain,
     safe_increment,
     static_field,
@@ -46,6 +48,7 @@ from .base import (
 )
 from .fullbatch import (
     aux_placeholder,
+    bound_leaves,
     cast_like,
     check_bounds,
     check_int,
@@ -168,7 +171,7 @@ class _LineSearch(GradientTransformation):
         dnorm = jnp.sqrt(vdot(updates, updates, dt))
         first = (state.count == 0) | (state.status >= LineSearchStatus.FAILED)
         if self.initial_guess == "interpolate":
-            guess = 1.01 * 2 * (state.prev_value - phi0) / -dphi0
+            guess = 1.01 * 2 * (state.prev_value - phi0) / -self._arc_slope(g0, updates, params, dt)
             ok = jnp.isfinite(guess) & (guess > 0)
             later = jnp.where(ok, jnp.minimum(init, guess), init)
         else:
@@ -176,6 +179,32 @@ class _LineSearch(GradientTransformation):
         alpha0 = jnp.where(first & (dnorm > 0), init / dnorm, later)
         alpha0 = jnp.minimum(alpha0, jnp.asarray(self.max_step_size, dt))
         return dt, phi0, g0, dphi0, aux0, evaluate, alpha0
+
+    def _arc_slope(self, g0, d, params, dt):
+        """phi'(0+) along the search path: <g, d>, or with box bounds <g, d> without the
+        components that a bound stops at once (at lower with d < 0, at upper with d > 0),
+        so the interpolated first step is not scaled down by decrease that cannot happen."""
+        lower, upper = getattr(self, "lower", None), getattr(self, "upper", None)
+        if lower is None and upper is None:
+            return vdot(g0, d, dt)
+        owner = f"{type(self).__name__}.update"
+        lo = bound_leaves(lower, params, owner, "lower")
+        hi = bound_leaves(upper, params, owner, "upper")
+        leaves = jax.tree_util.tree_leaves(params, is_leaf=_is_none)
+        gs = jax.tree_util.tree_leaves(g0, is_leaf=_is_none)
+        ds = jax.tree_util.tree_leaves(d, is_leaf=_is_none)
+        out = jnp.zeros([], dt)
+        for x, g, u, a, b in zip(leaves, gs, ds, lo, hi):
+            if not (is_param(x) and is_param(g) and is_param(u)):
+                continue
+            x, u = jnp.asarray(x).astype(dt), jnp.asarray(u).astype(dt)
+            stopped = jnp.zeros(x.shape, bool)
+            if a is not None:
+                stopped |= (x <= jnp.asarray(a).astype(dt)) & (u < 0)
+            if b is not None:
+                stopped |= (x >= jnp.asarray(b).astype(dt)) & (u > 0)
+            out = out + jnp.sum(jnp.where(stopped, 0, g.astype(dt) * u))
+        return out
 
     def _finish(self, state, updates, step, value, grad, aux, n, status, phi0, lower, upper, x):
         ok = step > 0
@@ -245,6 +274,7 @@ class backtracking_linesearch(_LineSearch):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         dt, phi0, g0, dphi0, aux0, evaluate, alpha0 = self._inputs(updates, state, params, extra)
         lower, upper = self.lower, self.upper
+        check_bounds("backtracking_linesearch.update", lower, upper, params)
         c1 = jnp.asarray(self.c1, dt)
         rho = jnp.asarray(self.decrease_factor, dt)
         f_tol = _f_tol(self.approx_rtol, phi0, dt)
@@ -264,7 +294,8 @@ class backtracking_linesearch(_LineSearch):  # noqa: N801
             else:
                 slope0, slope_t = t * dphi0, t * vdot(g_t, updates, dt)
             armijo = f_t <= phi0 + c1 * slope0
-            ok = (armijo | _approx(f_t, slope_t, phi0, slope0, c1, f_tol)) & jnp.isfinite(slope_t)
+            ok = armijo | _approx(f_t, slope_t, phi0, slope0, c1, f_tol)
+            ok &= jnp.isfinite(f_t) & jnp.isfinite(slope_t)  # -inf passes Armijo
             n = c["n"] + 1
             return dict(
                 n=n,
@@ -391,7 +422,8 @@ class zoom_linesearch(_LineSearch):  # noqa: N801
             armijo = f_t <= phi0 + c1 * t * dphi0
             approx = _approx(f_t, df_t, phi0, dphi0, c1, f_tol)
             # Values within rounding (approx) are not compared with lo: phi' decides.
-            higher = (~(armijo | approx) | ((f_t >= c["f_lo"]) & ~approx)) | ~jnp.isfinite(df_t)
+            higher = ~(armijo | approx) | ((f_t >= c["f_lo"]) & ~approx)
+            higher |= ~jnp.isfinite(f_t) | ~jnp.isfinite(df_t)  # -inf passes Armijo
             curvature = jnp.abs(df_t) <= -c2 * dphi0
             accept = ~higher & curvature
             # Alg. 3.6: if phi'(t) (hi - lo) >= 0 then hi <- lo. While bracketing there is

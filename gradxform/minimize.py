@@ -24,6 +24,8 @@ from .base import _is_none, apply_updates, chain, check_hparam, is_param
 from .fullbatch import (
     bound_leaves,
     cast_like,
+    check_bounds,
+    check_int,
     grad_slots,
     max_abs,
     project,
@@ -33,6 +35,14 @@ from .fullbatch import (
     value_and_grad,
 )
 from .linesearch import LineSearchState, LineSearchStatus, _LineSearch
+
+try:  # the one way to tell a trace from eager execution without running an op
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # pragma: no cover - a JAX that moved it: assume a trace (always safe)
+
+    def _trace_state_clean() -> bool:
+        return False
+
 
 __all__ = ["MinimizeStatus", "MinimizeResult", "minimize"]
 
@@ -247,25 +257,26 @@ def _run(fun, params, tx, max_steps, tol, ftol, has_aux, return_state):
 _TX_CACHE: dict[tuple, tuple[Any, list, Any]] = {}
 
 
-def _flat_tx(tx: Any, x64: bool) -> tuple[list, Any]:
+def _flat_tx(tx: Any, x64: bool, params: Any) -> tuple[list, Any]:
     """(leaves, treedef) of tx, Python-number leaves as (weakly typed) device scalars.
 
     Cached per transform object (transforms are immutable): repeated calls skip the
     Python-level flattening of the transform and the host-to-device conversion of every
     hyperparameter, microseconds each, which matters when a whole optimization takes
     tens of microseconds. Hyperparameters stay traced: a new value does not recompile.
+    A new transform's box bounds are checked against params here (in the loop they are
+    traced).
     """
     key = (id(tx), x64)
     hit = _TX_CACHE.get(key)
     if hit is not None and hit[0] is tx:
         return hit[1], hit[2]
+    _check_bounds(tx, params)
     leaves, treedef = jax.tree_util.tree_flatten(tx)
     number = (int, float)
     leaves = [
         jnp.asarray(x) if isinstance(x, number) and not isinstance(x, bool) else x for x in leaves
     ]
-    if _traced(leaves):
-        return leaves, treedef
     if len(_TX_CACHE) >= 16:
         _TX_CACHE.pop(next(iter(_TX_CACHE)))
     _TX_CACHE[key] = (tx, leaves, treedef)
@@ -276,20 +287,21 @@ _SCALARS: dict[tuple, tuple] = {}
 
 
 def _scalars(key: tuple) -> tuple:
-    """(max_steps, tol, ftol) as device scalars, cached (key: the values and the x64 flag)."""
-    hit = tuple(jnp.asarray(v) for v in key[:3])
-    if not _traced(hit):
-        if len(_SCALARS) >= 64:
-            _SCALARS.pop(next(iter(_SCALARS)))
-        _SCALARS[key] = hit
+    """(max_steps, tol, ftol) as device scalars, cached (key: the values and the x64 flag).
+
+    Tolerances become floats: ``tol=0`` and ``tol=1e-5`` must share a compilation."""
+    max_steps, tol, ftol = key[:3]
+    hit = (jnp.asarray(max_steps, jnp.int32), jnp.asarray(float(tol)), jnp.asarray(float(ftol)))
+    if len(_SCALARS) >= 64:
+        _SCALARS.pop(next(iter(_SCALARS)))
+    _SCALARS[key] = hit
     return hit
 
 
-def _traced(values) -> bool:
-    """Whether any value is a tracer. Called on minimize's device scalars before they are
-    cached: under an outer jit, jnp.asarray makes tracers, and a cached tracer would
-    outlive its trace (a leak, and every later call outside jit would take a slow path)."""
-    return any(isinstance(x, jax.core.Tracer) for x in values)
+def _check_bounds(tx: Any, params: Any) -> None:
+    ls = _find_linesearch(tx)
+    if ls is not None:
+        check_bounds("minimize", getattr(ls, "lower", None), getattr(ls, "upper", None), params)
 
 
 def _traceable(x: Any) -> bool:
@@ -298,8 +310,15 @@ def _traceable(x: Any) -> bool:
 
 def _split_params(params: Any) -> tuple[Any, Any]:
     """(dynamic part, static part) of params: leaves that are not arrays (strings, ints,
-    objects) cannot enter jit and travel as static data (they are not optimized)."""
+    objects) cannot enter jit and travel as static data (they are not optimized).
+    A TypeError if nothing is left to optimize."""
     leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    if not any(is_param(x) for x in leaves):
+        raise TypeError(
+            "minimize: params has no floating-point leaf to optimize (integers, strings and "
+            f"other non-float leaves are held fixed), got {params!r}; give floats, e.g. "
+            "1.0 or jnp.asarray(1.0)"
+        )
     if all(_traceable(x) for x in leaves):
         return params, None
     dynamic = [x if _traceable(x) else None for x in leaves]
@@ -390,18 +409,28 @@ def minimize(
     # (This wrapper is kept lean: for small problems its microseconds are a visible part
     # of the whole run.)
     x64 = jax.config.jax_enable_x64
+    traced = not _trace_state_clean()
     numbers = None
     plain = type(max_steps) is int and type(tol) in (int, float) and type(ftol) in (int, float)
-    if plain:
+    if plain and not traced:
         key = (max_steps, tol, ftol, x64)
         numbers = _SCALARS.get(key)
     if numbers is None:
         # The loop counts steps in int32.
         check_hparam("minimize", "max_steps", max_steps, low=0, high=np.iinfo(np.int32).max)
+        check_int("minimize", "max_steps", max_steps, 0)
         check_hparam("minimize", "tol", tol, low=0)
         check_hparam("minimize", "ftol", ftol, low=0)
+        if traced:
+            # Inside the caller's jit/vmap/grad: trace the loop inline and cache nothing.
+            # Cached device scalars would be tracers outliving their trace, and through
+            # the module-level jit fun, which may close over the caller's tracers, would
+            # stay in that jit's cache with them.
+            _split_params(params)
+            _check_bounds(tx, params)
+            return _run(fun, params, tx, max_steps, tol, ftol, has_aux, return_state)
         numbers = _scalars(key) if plain else (max_steps, tol, ftol)
-    leaves, treedef = _flat_tx(tx, x64)
+    leaves, treedef = _flat_tx(tx, x64, params)
     dynamic, static = (params, None) if isinstance(params, jax.Array) else _split_params(params)
     try:
         hash((fun, static))

@@ -519,6 +519,8 @@ def test_minimize_compiles_once():
     r = gx.minimize(fun, x0 + 0.1, tx, 50, tol=1e-3, ftol=0.0)
     assert len(traces) == n
     assert int(r.num_steps) <= 50
+    gx.minimize(fun, x0, gx.lbfgs(), 100, tol=0)  # an int tolerance is still a float
+    assert len(traces) == n
     # Inside an outer jit too.
     out = jax.jit(lambda x: gx.minimize(rosenbrock, x, gx.lbfgs(), 100).value)(x0)
     assert float(out) < 1e-8
@@ -532,6 +534,41 @@ def test_minimize_inside_jit_leaks_no_tracer():
         inside = jax.jit(lambda x: gx.minimize(rosenbrock, x, tx, 123, 1.5e-6).value)(x0)
     outside = gx.minimize(rosenbrock, x0, tx, 123, 1.5e-6).value
     assert float(outside) == float(inside) and float(outside) < 1e-8
+
+
+def test_minimize_closure_over_tracers_leaks_nothing():
+    # fun closing over the caller's traced data is the usual way to write an objective.
+    def solve(c):
+        return gx.minimize(lambda x: jnp.sum((x - c) ** 2), jnp.zeros(3), gx.lbfgs()).params
+
+    c = jnp.arange(6.0).reshape(2, 3)
+    with jax.checking_leaks():
+        np.testing.assert_allclose(jax.jit(solve)(c[1]), c[1], atol=1e-5)
+        np.testing.assert_allclose(jax.vmap(solve)(c), c, atol=1e-5)
+
+
+def test_bounded_interpolated_first_step_reaches_the_box_minimum():
+    # min over x >= 0 of (x0 - 3)^2 + 10 (x1 + 1)^2 is (3, 0). Starting at (0, 0) the
+    # search direction pushes x1 into its bound: the interpolated first step must use
+    # the slope along the projection arc, else each first step shrinks and the relative
+    # decrease test stops the run early (it stopped at x0 = 0.34 with CONVERGED).
+    def f(x):
+        return (x[0] - 3.0) ** 2 + 10.0 * (x[1] + 1.0) ** 2
+
+    ls = gx.backtracking_linesearch(lower=0.0, initial_guess="interpolate")
+    r = gx.minimize(f, jnp.zeros(2), gx.gradient_descent_linesearch(ls), 1000, tol=1e-6)
+    assert status(r) == "CONVERGED"
+    np.testing.assert_allclose(r.params, [3.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [gx.lbfgs, gx.conjugate_gradient, lambda: gx.lbfgs(lower=-9.0)])
+def test_minimize_never_accepts_minus_infinity(make):
+    # Unbounded below: float32 overflows to -inf, which passes the Armijo test; the line
+    # searches must reject it, so the result is the last finite point.
+    r = gx.minimize(lambda x: -jnp.sum(x**4), jnp.ones(2), make())
+    assert np.isfinite(float(r.value)) and np.all(np.isfinite(np.asarray(r.params)))
+    assert float(r.value) == pytest.approx(float(-jnp.sum(r.params**4)), rel=1e-6)
+    assert int(r.num_steps) >= 1
 
 
 def test_minimize_under_vmap():
@@ -552,8 +589,20 @@ def test_minimize_errors():
     for bad in (-1, 2**31):  # steps are counted in int32
         with pytest.raises(ValueError, match=r"max_steps must be a finite number in \[0, 2147"):
             gx.minimize(square, jnp.ones(2), gx.lbfgs(), bad)
+    with pytest.raises(ValueError, match=r"max_steps must be an integer >= 0, got 2.5"):
+        gx.minimize(square, jnp.ones(2), gx.lbfgs(), 2.5)
     with pytest.raises(ValueError, match=r"tol must be a finite number in \[0, inf\]"):
         gx.minimize(square, jnp.ones(2), gx.lbfgs(), tol=-1e-3)
+    # A Python int is a fixed (non-array) leaf: nothing would be optimized.
+    with pytest.raises(TypeError, match="params has no floating-point leaf to optimize"):
+        gx.minimize(lambda x: (x - 2.0) ** 2, 1, gx.lbfgs())
+    # Tree bounds are checked once params give their structure.
+    a = {"a": jnp.ones(3)}
+    for bounds in ({"lower": {"a": 1.0}, "upper": {"a": 0.0}}, {"lower": 1.0, "upper": {"a": 0.0}}):
+        with pytest.raises(ValueError, match=r"lower must be <= upper at \['a'\]"):
+            gx.minimize(lambda p: jnp.sum(p["a"] ** 2), a, gx.lbfgs(**bounds))
+    with pytest.raises(ValueError, match="lower bound at \\['a'\\] is NaN"):
+        gx.minimize(lambda p: jnp.sum(p["a"] ** 2), a, gx.lbfgs(lower={"a": jnp.nan}))
     with pytest.raises(TypeError, match="tx must be a gradient transformation"):
         gx.minimize(square, jnp.ones(2), "lbfgs")
     two = gx.chain(gx.zoom_linesearch(), gx.zoom_linesearch())
