@@ -93,9 +93,10 @@ class accumulate(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         def add(u, acc):
             dt = wider_dtype(compute_dtype(u), acc.dtype)
-            return ((acc.astype(dt) + u.astype(dt)).astype(acc.dtype),)
+            return u, (acc.astype(dt) + u.astype(dt)).astype(acc.dtype)
 
-        total = map_updates(add, updates, state.accumulator)[0]
+        # The second output: a leaf whose update is None keeps its slot, not the None.
+        total = map_updates(add, updates, state.accumulator, n_out=2)[1]
         step_now = state.micro_step + 1 >= as_int(self.every_k)
 
         def mean(u, acc):

@@ -92,6 +92,8 @@ def adagrad(
     if is_active(lr_decay):
         if callable(learning_rate):
             raise ValueError("adagrad: give either a learning_rate schedule or lr_decay, not both")
+        # Checked here: inside the schedule below it would no longer be range-checked.
+        check_hparam("adagrad", "learning_rate", learning_rate, low=0)
         learning_rate = inverse_time_decay(learning_rate, lr_decay)
     return named_chain(
         "adagrad",

@@ -450,15 +450,34 @@ def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
     leaf_fn = per_leaf(fn, leaves)
     for j, u in enumerate(leaves):
         args = [s[j] for s in slot_leaves]
+        if isinstance(u, (float, complex)):  # a Python-number parameter's update
+            u = jnp.asarray(u)
         if is_param(u):
             if any(a is None for a in args):
                 _raise_missing_slot(updates, j)
             res = leaf_fn(u, *args)
+        elif _is_int_array(u):
+            _raise_int_update(updates, j, u)
         else:
             res = (u, *args)
         for k in range(n_out):
             outs[k].append(res[k])
     return tuple(treedef.unflatten(o) for o in outs)
+
+
+def _is_int_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic)) and (
+        jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_)
+    )
+
+
+def _raise_int_update(updates: PyTree, j: int, u: Any) -> None:
+    path = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)[0][j][0]
+    raise TypeError(
+        f"updates leaf at {jax.tree_util.keystr(path) or '<root>'} has dtype {u.dtype}: "
+        "updates must be floating or complex (gradients of such parameters); give None "
+        "for a leaf that is not optimized"
+    )
 
 
 def _raise_missing_slot(updates: PyTree, j: int) -> None:
@@ -495,6 +514,9 @@ class StaticTree:
     def __setattr__(self, name, value):
         raise AttributeError("StaticTree is immutable")
 
+    def __reduce__(self):  # pickle and copy rebuild through __init__, not setattr
+        return StaticTree, (self.tree,)
+
     def __eq__(self, other):
         return isinstance(other, StaticTree) and self._key == other._key
 
@@ -506,8 +528,24 @@ class StaticTree:
 
 
 def check_params(updates: PyTree, params: PyTree | None) -> None:
+    """updates has params' structure and, where both are arrays, its shapes."""
     if params is not None:
         check_tree_structure(params, updates, names=("params", "updates"), allow_none=True)
+        check_shapes(params, updates)
+
+
+def check_shapes(params: PyTree, updates: PyTree) -> None:
+    """A ``ValueError`` naming the first path where an update's shape is not its
+    parameter's (JAX would broadcast it silently, changing the parameter's shape)."""
+    xs = jax.tree_util.tree_leaves(params, is_leaf=_is_none)
+    us = jax.tree_util.tree_leaves(updates, is_leaf=_is_none)
+    for j, (x, u) in enumerate(zip(xs, us)):
+        if hasattr(x, "shape") and hasattr(u, "shape") and x.shape != u.shape:
+            path = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0][j][0]
+            raise ValueError(
+                f"updates leaf at {jax.tree_util.keystr(path) or '<root>'} has shape "
+                f"{tuple(u.shape)}, its parameter {tuple(x.shape)}"
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -603,6 +641,9 @@ class ChainState:
     def __setattr__(self, name, value):
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
 
+    def __reduce__(self):  # pickle and copy rebuild through __init__, not setattr
+        return ChainState, (self.names, self.states)
+
     def __getitem__(self, key: int | str) -> Any:
         if isinstance(key, str):
             if key not in self.names:
@@ -663,6 +704,14 @@ class chain(GradientTransformation):  # noqa: N801
         name: str | None = None,
         **named: GradientTransformation,
     ):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"chain: name labels the chain and must be a string, got {name!r} (a member "
+                "cannot be called 'name')"
+            )
+        reserved = [k for k in named if k in ("names", "states", "transforms")]
+        if reserved:
+            raise ValueError(f"chain: {reserved[0]!r} is reserved, choose another member name")
         all_tx = (*transforms, *named.values())
         for i, t in enumerate(all_tx):
             if not (hasattr(t, "init") and hasattr(t, "update")):
@@ -706,16 +755,18 @@ class chain(GradientTransformation):  # noqa: N801
         return obj
 
     def __repr__(self) -> str:
-        auto = _unique_names(self.transforms)
-        parts = [
-            repr(t) if n == a else f"{n}={t!r}"
-            for t, n, a in zip(self.transforms, self.names, auto)
-        ]
+        # The longest prefix named as positional members would be: those print bare.
+        k = len(self.transforms)
+        while k and _unique_names(self.transforms[:k]) != self.names[:k]:
+            k -= 1
+        parts = [repr(t) for t in self.transforms[:k]]
+        parts += [f"{n}={t!r}" for n, t in zip(self.names[k:], self.transforms[k:])]
         if self.name:
             parts.append(f"name={self.name!r}")
         return f"chain({', '.join(parts)})"
 
     def init(self, params):
+        _check_param_dtypes(params, "params")
         return ChainState(self.names, tuple(t.init(params) for t in self.transforms))
 
     def update(self, updates, state, params=None, **extra):
@@ -754,7 +805,7 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     parameter is added in float32 and rounded once). ``None`` and non-array leaves of
     ``params`` are returned unchanged.
     """
-    check_tree_structure(params, updates, names=("params", "updates"), allow_none=True)
+    check_params(updates, params)
     add_arrays = per_leaf(_add, jax.tree_util.tree_leaves(updates))
 
     def add(p, u):

@@ -25,11 +25,16 @@ from .base import ChainState, GradientTransformation, Module, chain, scalar_dtyp
 __all__ = ["replace", "hyperparams"]
 
 
-def _children(obj: Any) -> list[tuple[str, Any]]:
-    """(path component, value) of a transform's fields, chains by member name."""
+def _children(obj: Any, *, leaves_only: bool = False) -> list[tuple[str, Any]]:
+    """(path component, value) of a transform's fields, chains by member name;
+    ``leaves_only`` leaves out static fields (structure such as a seed, not a value)."""
     if isinstance(obj, chain):
         return list(zip(obj.names, obj.transforms))
-    return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    return [
+        (f.name, getattr(obj, f.name))
+        for f in dataclasses.fields(obj)
+        if not (leaves_only and f.metadata.get("static"))
+    ]
 
 
 def _rebuild(obj: Any, path: str, change: Callable[[str, str, Any], Any], seen: set) -> Any:
@@ -118,7 +123,7 @@ def _inner_state(state: Any, name: str) -> Any:
     """The state that belongs to an inner transform stored in field ``name``."""
     if isinstance(state, ChainState):
         return state[name] if name in state.names else None
-    for attr in (name, "inner_state", "inner"):
+    for attr in (name, "inner_state", "inner_states", "inner"):
         if hasattr(state, attr):
             return getattr(state, attr)
     return None
@@ -135,12 +140,14 @@ def hyperparams(tx: GradientTransformation, state: Any = None) -> dict[str, Any]
 
     def walk(obj, path, st):
         count = getattr(st, "count", None) if st is not None else None
-        for name, value in _children(obj):
+        for name, value in _children(obj, leaves_only=True):
             sub = f"{path}.{name}"
             if isinstance(value, GradientTransformation):
                 walk(value, sub, _inner_state(st, name))
             elif callable(value) and count is not None:
-                out[sub] = jnp.asarray(value(count), scalar_dtype())
+                v = jnp.asarray(value(count))
+                if v.dtype != jnp.bool_:  # a predicate (when to act) is not a value
+                    out[sub] = v.astype(scalar_dtype())
             elif isinstance(value, Module):
                 walk(value, sub, None)
             elif isinstance(value, (list, tuple, dict)):
@@ -152,6 +159,8 @@ def hyperparams(tx: GradientTransformation, state: Any = None) -> dict[str, Any]
                         walk(v, key, inner[k] if inner is not None else None)
                     elif isinstance(v, Module):
                         walk(v, key, None)
+                    elif _is_number(v):
+                        out[key] = jnp.asarray(v, scalar_dtype())
             elif _is_number(value):
                 out[sub] = jnp.asarray(value, scalar_dtype())
 

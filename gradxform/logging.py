@@ -19,9 +19,11 @@ import csv
 import json
 import math
 import os
+import re
 from typing import Any, Protocol
 
 import jax
+import numpy as np
 
 __all__ = ["Logger", "JsonlLogger", "CsvLogger", "MLflowLogger", "config_dict"]
 
@@ -39,7 +41,11 @@ def config_dict(tx: Any) -> dict[str, Any]:
     ``"repr"``: the whole transform, which also shows its structural options."""
     out: dict[str, Any] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tx)[0]:
-        out[jax.tree_util.keystr(path)] = leaf if isinstance(leaf, (int, float)) else float(leaf)
+        if not isinstance(leaf, (int, float)):
+            # Arrays (e.g. box bounds like params): scalars as floats, others as lists.
+            leaf = np.asarray(leaf)
+            leaf = float(leaf) if leaf.ndim == 0 else leaf.tolist()
+        out[jax.tree_util.keystr(path)] = leaf
     out["repr"] = repr(tx)
     return out
 
@@ -113,9 +119,10 @@ class CsvLogger:
 
 
 def _mlflow_key(name: str) -> str:
-    # MLflow keys allow alphanumerics, _ - . space / ; our paths use those already, but a
-    # leading "." (hyperparameter paths) reads badly in the UI.
-    return name.lstrip(".")
+    # MLflow keys allow only alphanumerics and _ - . space /: a key path's ['label'] and
+    # [0] become .label and .0; a leading "." reads badly in the UI.
+    name = re.sub(r"\[(?:'([^']*)'|(\d+))\]", lambda m: "." + (m.group(1) or m.group(2)), name)
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name).lstrip(".")
 
 
 class MLflowLogger:

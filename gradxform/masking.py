@@ -71,6 +71,7 @@ so nothing inside ``inner``, weight decay included, can move them. Put ``freeze`
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -163,6 +164,9 @@ class where:  # noqa: N801
     def __setattr__(self, name, value):
         raise AttributeError("where is immutable")
 
+    def __reduce__(self):  # pickle and copy rebuild through __init__, not setattr
+        return where, (self.fn,)
+
     def __eq__(self, other):
         if not isinstance(other, where):
             return NotImplemented
@@ -243,6 +247,10 @@ class match:  # noqa: N801
 
     def __setattr__(self, name, value):
         raise AttributeError("match is immutable")
+
+    def __reduce__(self):  # pickle and copy rebuild through __init__, not setattr
+        rules = tuple({p.text: label} for p, label in self.rules)
+        return functools.partial(match, default=self.default), rules
 
     def _key(self):
         return (tuple((p.text, lab) for p, lab in self.rules), self.default)

@@ -146,3 +146,15 @@ def test_accumulate_validation():
         gx.accumulate(gx.adam(), 2, average="yes")
     with pytest.raises(TypeError, match="accumulate: inner must be a gradient transformation"):
         gx.accumulate(0.1, 2)
+
+
+def test_none_update_keeps_the_accumulator_slot():
+    p = {"a": jnp.ones(2), "b": jnp.ones(2)}
+    tx = gx.accumulate(gx.sgd(1.0), 2)
+    s = tx.init(p)
+    _, s = tx.update({"a": jnp.ones(2), "b": jnp.full(2, 3.0)}, s, p)
+    _, s = tx.update({"a": jnp.ones(2), "b": None}, s, p)  # b sits this one out
+    np.testing.assert_array_equal(s.accumulator["b"], jnp.zeros(2))  # reset by the step
+    _, s = tx.update({"a": jnp.ones(2), "b": jnp.full(2, 2.0)}, s, p)
+    np.testing.assert_array_equal(s.accumulator["b"], jnp.full(2, 2.0))
+    assert jax.tree.structure(s) == jax.tree.structure(tx.init(p))

@@ -170,6 +170,76 @@ def test_integer_params_are_rejected_with_their_path():
         gx.adam(1e-3).init({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)})
 
 
+def test_integer_params_rejected_at_init_by_stateless_optimizers_too():
+    for tx in (gx.sgd(0.1), gx.chain(gx.clip_by_global_norm(1.0)), gx.masked(gx.sgd(0.1), True)):
+        with pytest.raises(TypeError, match=r"params leaf at \['step'\] has dtype int32"):
+            tx.init({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)})
+
+
+def test_integer_updates_are_rejected_with_their_path():
+    # They would otherwise pass every transform unscaled and be added to the parameter.
+    p = {"w": jnp.full(2, 10.0)}
+    for tx in (gx.sgd(0.1), gx.adam(0.1)):
+        with pytest.raises(TypeError, match=r"updates leaf at \['w'\] has dtype int32"):
+            tx.update({"w": jnp.array([1, 2])}, tx.init(p), p)
+
+
+def test_update_shapes_must_match_the_parameters():
+    # JAX would broadcast: the parameter (and Adam's moments) would change shape.
+    p = {"a": jnp.ones(1)}
+    tx = gx.adam(0.1)
+    with pytest.raises(ValueError, match=r"updates leaf at \['a'\] has shape \(4, 3\), its param"):
+        tx.update({"a": jnp.ones((4, 3))}, tx.init(p), p)
+    with pytest.raises(ValueError, match=r"updates leaf at \['a'\] has shape \(3,\)"):
+        gx.apply_updates(p, {"a": jnp.ones(3)})
+
+
+def test_python_float_leaves_are_parameters():
+    p = {"w": jnp.ones(2), "f": 2.0}
+    # The update is p itself: sgd steps by 0.1 * 2, Adam's first step by 0.1.
+    for tx, expected in (
+        (gx.sgd(0.1), 1.8),
+        (gx.adam(0.1), 1.9),
+        (gx.accumulate(gx.sgd(0.1), 1), 1.8),
+    ):
+        u, _ = tx.update(p, tx.init(p), p)
+        assert float(gx.apply_updates(p, u)["f"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_states_and_transforms_pickle_and_copy():
+    import copy
+    import pickle
+
+    p = {"w": jnp.ones(3)}
+    roundtrips = (lambda x: pickle.loads(pickle.dumps(x)), copy.deepcopy, copy.copy)
+    tx = gx.adamw(1e-3, weight_decay_mask={"w": True})
+    state = tx.update(p, tx.init(p), p)[1]
+    for f in roundtrips:
+        s2 = f(state)
+        assert s2.names == state.names
+        assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), s2, state))
+    selectors = ({"w": True}, gx.match("w"), gx.match({"w": True}, default=False))
+    for t in (tx, *(gx.masked(gx.adam(0.1), m) for m in selectors)):
+        for f in roundtrips:
+            assert f(t) == t
+    where = gx.where(lambda path, leaf: True)
+    assert copy.copy(where) == where and copy.deepcopy(where) == where
+
+
+def test_chain_name_must_be_a_string_and_repr_round_trips():
+    with pytest.raises(TypeError, match="name labels the chain and must be a string"):
+        gx.chain(gx.clip(1.0), name=gx.sgd(0.5))
+    with pytest.raises(ValueError, match="'states' is reserved"):
+        gx.chain(states=gx.clip(1.0))
+    for tx in (
+        gx.chain(opt=gx.scale_by_adam(), clip=gx.clip(1.0)),
+        gx.chain(gx.clip(1.0), gx.clip(2.0), opt=gx.scale_by_adam()),
+        gx.chain(gx.clip(1.0), scale_by_adam=gx.scale_by_adam()),
+    ):
+        again = eval(repr(tx), vars(gx))
+        assert again == tx and again.names == tx.names
+
+
 @pytest.mark.parametrize(
     "tx",
     [gx.add_decayed_weights(0.1), gx.add_l1_subgradient(0.1), gx.proximal_l1(0.1, 0.1)],

@@ -91,6 +91,29 @@ def test_hyperparams_evaluates_schedules_at_the_state_count():
     ) == pytest.approx(0.1)
 
 
+def test_hyperparams_inside_partition_and_wrappers():
+    p = {"x": jnp.ones(2)}
+    tx = gx.partition({"a": gx.adam(gx.linear_schedule(1.0, 0.0, 10))}, {"x": "a"})
+    s = tx.update(p, tx.init(p), p)[1]
+    hp = gx.hyperparams(tx, s)  # the schedule evaluated at the label's own count
+    assert float(hp[".transforms['a'].scale_by_learning_rate.learning_rate"]) == pytest.approx(0.9)
+    cond = gx.conditionally_transform(gx.adam(0.1), lambda t: t < 3)
+    assert not any("should_transform" in k for k in gx.hyperparams(cond, cond.init(p)))
+    piecewise = gx.sgd(gx.piecewise_constant_schedule((10,), (0.1, 0.01)))
+    hp = gx.hyperparams(piecewise)
+    assert float(hp[".scale_by_learning_rate.learning_rate.values[1]"]) == pytest.approx(0.01)
+    # A static field (structure, not a value) is not a hyperparameter.
+    assert set(gx.hyperparams(gx.add_noise(seed=3))) == {".eta", ".gamma"}
+
+
+def test_config_keys_and_array_hyperparameters_for_mlflow():
+    key = gx.logging._mlflow_key
+    assert key(".transforms['x'].scale.learning_rate") == "transforms.x.scale.learning_rate"
+    assert key(".learning_rate.values[0]") == "learning_rate.values.0"
+    conf = gx.logging.config_dict(gx.lbfgs(lower={"coef": jnp.zeros(3)}))
+    assert conf[".scale_by_lbfgs.lower['coef']"] == [0.0, 0.0, 0.0]
+
+
 def test_metrics_inside_jit():
     tx = gx.chain(
         gx.monitor(),

@@ -281,6 +281,7 @@ BAD_HPARAMS = [
     ("adam", {"learning_rate": math.inf}, "learning_rate.*got inf"),
     ("adamw", {"weight_decay": -1e-2}, "weight_decay must be"),
     ("adagrad", {"lr_decay": -1.0}, "lr_decay must be"),
+    ("adagrad", {"learning_rate": -1.0, "lr_decay": 0.1}, r"learning_rate must be .*\[0, inf\]"),
     (
         "adagrad",
         {"learning_rate": gx.constant_schedule(0.1), "lr_decay": 0.1},
