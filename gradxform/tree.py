@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .base import (
     _check_param_dtypes,
@@ -54,8 +55,9 @@ def global_norm(tree: PyTree) -> jax.Array:
 
 def _map2(fn, a: PyTree, b: PyTree, names: tuple[str, str]) -> PyTree:
     check_tree_structure(a, b, names=names)
+    # Leaves that are not parameters (strings, ints, ...) on both sides pass through.
     return jax.tree_util.tree_map(
-        lambda x, y: None if x is None else fn(x, y), a, b, is_leaf=_is_none
+        lambda x, y: fn(x, y) if is_param(x) or is_param(y) else x, a, b, is_leaf=_is_none
     )
 
 
@@ -70,16 +72,27 @@ def tree_sub(a: PyTree, b: PyTree) -> PyTree:
 
 
 def tree_scale(scalar: Any, tree: PyTree) -> PyTree:
-    """Leaf-wise scalar * x, keeping each leaf's dtype."""
+    """Leaf-wise scalar * x, keeping each leaf's dtype; non-parameter leaves pass through."""
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(scalar).astype(jnp.result_type(x)) * x, tree
+        lambda x: jnp.asarray(scalar).astype(jnp.result_type(x)) * x if is_param(x) else x, tree
     )
 
 
 def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
     """sum over leaves of vdot(a, b) (conjugating a), accumulated in at least float32."""
     check_tree_structure(a, b, names=("a", "b"))
-    pairs = list(zip(_leaves(a), _leaves(b)))
+    _check_param_dtypes(a, "a")
+    _check_param_dtypes(b, "b")
+    pairs = []
+    flat = jax.tree_util.tree_flatten_with_path(a, is_leaf=_is_none)[0]
+    for (path, x), y in zip(flat, jax.tree_util.tree_leaves(b, is_leaf=_is_none)):
+        if is_param(x) and is_param(y):
+            pairs.append((jnp.asarray(x), jnp.asarray(y)))
+        elif is_param(x) or is_param(y):
+            raise TypeError(
+                f"tree_vdot: leaf at {jax.tree_util.keystr(path)} is an array in one tree "
+                f"only: a has {type(x).__name__}, b has {type(y).__name__}"
+            )
     if not pairs:
         return jnp.zeros([], jnp.float32)
     terms = []
@@ -100,7 +113,12 @@ def tree_sum(tree: PyTree) -> jax.Array:
 
 
 def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped like each leaf (``dtype`` overrides the leaf dtype)."""
-    return jax.tree_util.tree_map(
-        lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree
-    )
+    """Zeros shaped like each array or number leaf (``dtype`` overrides the leaf dtype);
+    other leaves (strings, objects) pass through."""
+
+    def zeros(x):
+        if isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex)):
+            return jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x))
+        return x
+
+    return jax.tree_util.tree_map(zeros, tree)

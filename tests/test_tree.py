@@ -384,3 +384,16 @@ def test_check_tree_structure_names_first_differing_path(case_id):
 def test_check_tree_structure_uses_given_names():
     with pytest.raises(ValueError, match=r"first path in params but not in updates: \['b'\]"):
         gx.check_tree_structure({"a": X, "b": X}, {"a": X}, names=("params", "updates"))
+
+
+def test_tree_ops_align_leaves_and_pass_non_arrays_through():
+    # Each tree used to be filtered separately: 1.0 met 5.0, not 3 (an int, not an array).
+    with pytest.raises(TypeError, match=r"leaf at \['p'\] is an array in one tree only"):
+        gx.tree_vdot({"p": 1.0, "q": [2.0]}, {"p": 3, "q": [5.0]})
+    assert float(gx.tree_vdot({"p": 1.0, "q": [2.0]}, {"p": 3.0, "q": [5.0]})) == 13.0
+    t = {"w": jnp.ones(2), "name": "layer"}
+    assert gx.tree_add(t, t)["name"] == "layer" and gx.tree_sub(t, t)["name"] == "layer"
+    assert gx.tree_scale(0.5, t)["name"] == "layer"
+    assert gx.tree_zeros_like(t)["name"] == "layer"
+    ints = jnp.arange(3)
+    np.testing.assert_array_equal(gx.tree_scale(0.5, {"i": ints})["i"], ints)  # not optimized
