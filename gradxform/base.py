@@ -87,6 +87,18 @@ class Module:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+        # Storage dtype options (mu_dtype, nu_dtype, ...) are checked at construction.
+        dtype_fields = [f.name for f in dataclasses.fields(cls) if f.name.endswith("_dtype")]
+        if dtype_fields:
+            init = cls.__init__
+
+            @functools.wraps(init)
+            def checked_init(self, *args, **kw):
+                init(self, *args, **kw)
+                for name in dtype_fields:
+                    _check_dtype_option(type(self).__name__, name, getattr(self, name))
+
+            cls.__init__ = checked_init
         jax.tree_util.register_pytree_with_keys(
             cls, cls._tree_flatten_with_keys, cls._tree_unflatten, cls._tree_flatten
         )
@@ -307,10 +319,29 @@ def slot_dtype(x: Any, override: Any = None, *, real: bool = False) -> jnp.dtype
     """Storage dtype of a state slot: ``override`` if given, else the compute dtype.
 
     ``real=True`` is for second-moment slots, which hold |g|^2 and are real for complex
-    parameters.
+    parameters. Otherwise a complex parameter's slot is complex: a real ``override``
+    (``mu_dtype=jnp.float32`` on a mixed tree) gives its precision (complex64).
     """
     dt = jnp.dtype(override) if override is not None else compute_dtype(x)
-    return jnp.finfo(dt).dtype if real else dt
+    if real:
+        return jnp.finfo(dt).dtype
+    if override is not None and jnp.issubdtype(compute_dtype(x), jnp.complexfloating):
+        return wider_dtype(dt, jnp.complex64)
+    return dt
+
+
+def _check_dtype_option(owner: str, name: str, value: Any) -> None:
+    if value is None:
+        return
+    try:
+        dt = jnp.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or not jnp.issubdtype(dt, jnp.inexact):
+        raise TypeError(
+            f"{owner}: {name} must be None or a floating dtype (jnp.float32, jnp.bfloat16, "
+            f"...), got {value!r}"
+        )
 
 
 def _describe(x: Any) -> str:

@@ -34,7 +34,8 @@ class clip(GradientTransformation):  # noqa: N801
             d = jnp.asarray(self.max_delta).astype(jnp.finfo(g.dtype).dtype)
             if jnp.iscomplexobj(g):
                 mag = jnp.abs(g)
-                g = jnp.where(mag > d, g * (d / jnp.where(mag > 0, mag, 1)), g)
+                # The real factor cast to g's dtype: strict promotion rejects complex * real.
+                g = jnp.where(mag > d, g * (d / jnp.where(mag > 0, mag, 1)).astype(g.dtype), g)
             else:
                 g = jnp.clip(g, -d, d)
             return (g.astype(u.dtype),)

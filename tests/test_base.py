@@ -358,3 +358,24 @@ def test_leafwise_nested_jit_changes_no_bit(monkeypatch):
     plain = jax.jit(step)(p, s)
     for a, b in zip(jax.tree_util.tree_leaves(nested), jax.tree_util.tree_leaves(plain)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_slot_dtype_options_checked_at_construction_and_complex_kept():
+    for bad in (jnp.int32, "foo"):
+        with pytest.raises(TypeError, match="mu_dtype must be None or a floating dtype"):
+            gx.adam(0.1, mu_dtype=bad)
+    with pytest.raises(TypeError, match="accumulator_dtype must be None or a floating"):
+        gx.scale_by_momentum(0.9, accumulator_dtype=jnp.int8)
+    # A real mu_dtype on a mixed tree keeps complex first moments complex (its precision).
+    p = {"c": jnp.array([1 + 1j], jnp.complex64), "r": jnp.ones(1)}
+    tx = gx.adam(0.1, mu_dtype=jnp.bfloat16)
+    mu = tx.update({"c": jnp.array([1j], jnp.complex64), "r": jnp.ones(1)}, tx.init(p), p)[1][0].mu
+    assert mu["c"].dtype == jnp.complex64 and mu["r"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(mu["c"], [0.1j], rtol=1e-6)  # (1 - b1) g, imaginary part kept
+
+
+def test_clip_complex_under_strict_promotion():
+    x = {"a": jnp.array([3 + 4j], jnp.complex64)}
+    with jax.numpy_dtype_promotion("strict"):
+        u = gx.clip(1.0).update(x, gx.clip(1.0).init(x))[0]
+    np.testing.assert_allclose(u["a"], [0.6 + 0.8j], rtol=1e-6)  # |u| clipped to 1
