@@ -5,8 +5,8 @@
 Per problem of the classic set (``tests/fullbatch_problems.py``, with the 10,000 x 100
 logistic regression) it runs
 - ``gx.minimize(fun, x0, gx.lbfgs())`` called directly, and again inside a jitted
-  function shaped like the Optax loop (row "gx lbfgs in jit"), and ``gx.minimize(fun, x0, gx.conjugate_gradient(),
-  ftol=0)``: one jitted while_loop each;
+  function shaped like the Optax loop (row "gx lbfgs in jit"), and
+  ``gx.minimize(fun, x0, gx.conjugate_gradient(), ftol=0)``: one jitted while_loop each;
 - SciPy's ``minimize`` with ``L-BFGS-B`` and ``CG``, given a jitted ``value_and_grad``;
 - ``optax.lbfgs()`` in a jitted ``while_loop`` as in Optax's documentation (value and
   gradient reused from the line search state via ``optax.value_and_grad_from_state``).
