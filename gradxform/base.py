@@ -502,19 +502,23 @@ def _is_int_array(x: Any) -> bool:
     )
 
 
+def _leaf_path(tree: PyTree, j: int) -> str:
+    """The key path of ``tree``'s j-th leaf (None counted as a leaf), for error messages."""
+    path = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)[0][j][0]
+    return jax.tree_util.keystr(path) or "<root>"
+
+
 def _raise_int_update(updates: PyTree, j: int, u: Any) -> None:
-    path = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)[0][j][0]
     raise TypeError(
-        f"updates leaf at {jax.tree_util.keystr(path) or '<root>'} has dtype {u.dtype}: "
+        f"updates leaf at {_leaf_path(updates, j)} has dtype {u.dtype}: "
         "updates must be floating or complex (gradients of such parameters); give None "
         "for a leaf that is not optimized"
     )
 
 
 def _raise_missing_slot(updates: PyTree, j: int) -> None:
-    path = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)[0][j][0]
     raise ValueError(
-        f"updates has an array at {jax.tree_util.keystr(path) or '<root>'} but the state has "
+        f"updates has an array at {_leaf_path(updates, j)} but the state has "
         "no slot there: that parameter was None or not an array when the state was "
         "initialized. Give None as its update, or re-run init with the new params."
     )
@@ -572,10 +576,9 @@ def check_shapes(params: PyTree, updates: PyTree) -> None:
     us = jax.tree_util.tree_leaves(updates, is_leaf=_is_none)
     for j, (x, u) in enumerate(zip(xs, us)):
         if hasattr(x, "shape") and hasattr(u, "shape") and x.shape != u.shape:
-            path = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0][j][0]
             raise ValueError(
-                f"updates leaf at {jax.tree_util.keystr(path) or '<root>'} has shape "
-                f"{tuple(u.shape)}, its parameter {tuple(x.shape)}"
+                f"updates leaf at {_leaf_path(params, j)} has shape {tuple(u.shape)}, its "
+                f"parameter {tuple(x.shape)}"
             )
 
 

@@ -167,6 +167,13 @@ def bound_leaves(bound: Any, params: Any, owner: str, name: str) -> list:
     return jax.tree_util.tree_leaves(bound, is_leaf=_is_none)
 
 
+def at_bound(x: jax.Array, bound: Any, compare: Any) -> jax.Array:
+    """``compare(x, bound)`` element-wise (x <= lower, x >= upper); all False without one."""
+    if bound is None:
+        return jnp.zeros(x.shape, bool)
+    return compare(x, jnp.asarray(bound).astype(x.dtype))
+
+
 def project(params: Any, lower: Any, upper: Any, owner: str = "project") -> Any:
     """clip(params, lower, upper) leaf-wise, in each parameter's dtype."""
     if lower is None and upper is None:

@@ -48,6 +48,7 @@ from .base import (
     zero_count,
 )
 from .fullbatch import (
+    at_bound,
     bound_leaves,
     cast_like,
     check_bounds,
@@ -101,12 +102,6 @@ def two_loop(q: list, s_hist: list, y_hist: list, rho, gamma, pairs, dt) -> list
 
     q, alphas = jax.lax.fori_loop(0, count, newest_first, (q, jnp.zeros([m], dt)))
     return jax.lax.fori_loop(0, count, oldest_first, [gamma.astype(x.dtype) * x for x in q])
-
-
-def _at_bound(x, bound, compare):
-    if bound is None:
-        return jnp.zeros(x.shape, bool)
-    return compare(x, jnp.asarray(bound).astype(x.dtype))
 
 
 class scale_by_lbfgs(GradientTransformation):  # noqa: N801
@@ -195,8 +190,8 @@ class scale_by_lbfgs(GradientTransformation):  # noqa: N801
             at_lo, at_hi = [], []
             for i in idx:
                 x = jnp.asarray(x_leaves[i])
-                at_lo.append(_at_bound(x, lo[i], jnp.less_equal))
-                at_hi.append(_at_bound(x, hi[i], jnp.greater_equal))
+                at_lo.append(at_bound(x, lo[i], jnp.less_equal))
+                at_hi.append(at_bound(x, hi[i], jnp.greater_equal))
             binding = [(a & (gl > 0)) | (b & (gl < 0)) for a, b, gl in zip(at_lo, at_hi, g_act)]
             g_act = [jnp.where(bd, 0, gl) for bd, gl in zip(binding, g_act)]
 

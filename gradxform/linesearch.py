@@ -47,6 +47,7 @@ from .base import (
     zeros_like_updates,
 )
 from .fullbatch import (
+    at_bound,
     aux_placeholder,
     bound_leaves,
     cast_like,
@@ -198,11 +199,9 @@ class _LineSearch(GradientTransformation):
             if not (is_param(x) and is_param(g) and is_param(u)):
                 continue
             x, u = jnp.asarray(x).astype(dt), jnp.asarray(u).astype(dt)
-            stopped = jnp.zeros(x.shape, bool)
-            if a is not None:
-                stopped |= (x <= jnp.asarray(a).astype(dt)) & (u < 0)
-            if b is not None:
-                stopped |= (x >= jnp.asarray(b).astype(dt)) & (u > 0)
+            stopped = (at_bound(x, a, jnp.less_equal) & (u < 0)) | (
+                at_bound(x, b, jnp.greater_equal) & (u > 0)
+            )
             out = out + jnp.sum(jnp.where(stopped, 0, g.astype(dt) * u))
         return out
 
