@@ -162,14 +162,16 @@ class scale_by_lbfgs(GradientTransformation):  # noqa: N801
         # The gradient did not change: the last step did not move (a failed line search).
         reset = started & (yy == 0)
         m = state.rho.shape[0]
-        slot = state.pairs % m
+        # The new pair goes to slot pairs % m if kept; otherwise to index m, out of range,
+        # where mode="drop" skips the write (cheaper than reading the old row back).
+        target = jnp.where(keep, state.pairs % m, m)
 
         def push(hist, new):
-            return hist.at[slot].set(jnp.where(keep, new.astype(hist.dtype), hist[slot]))
+            return hist.at[target].set(new.astype(hist.dtype), mode="drop")
 
         s_hist = jax.tree_util.tree_map(push, state.s_history, s)
         y_hist = jax.tree_util.tree_map(push, state.y_history, y)
-        rho = state.rho.at[slot].set(jnp.where(keep, 1 / jnp.where(keep, sy, 1), state.rho[slot]))
+        rho = state.rho.at[target].set(1 / jnp.where(keep, sy, 1), mode="drop")
         rho = jnp.where(reset, 0, rho)
         pairs = jnp.where(reset, 0, state.pairs + keep.astype(jnp.int32))
         gamma = jnp.where(keep, sy / jnp.where(keep, yy, 1), state.gamma)
