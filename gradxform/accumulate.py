@@ -48,6 +48,8 @@ class accumulate(GradientTransformation):  # noqa: N801
     On calls 1 .. k-1 of a cycle: acc <- acc + u, emitted update 0, ``inner`` untouched.
     On call k: g = (acc + u) / k (``average=True``) or acc + u (``average=False``) is
     cast to the update dtype and fed to ``inner``, whose output is emitted; acc <- 0.
+    A leaf whose update is None on call k is not stepped and keeps its sum for the next
+    optimizer step (nothing accumulated is dropped).
 
     With ``average=True`` and micro-batch gradients of a *mean* loss, k micro-batches of
     size b give the gradient of the mean loss over the k*b examples, so the run equals
@@ -108,7 +110,9 @@ class accumulate(GradientTransformation):  # noqa: N801
         def optimizer_step():
             grads = map_updates(mean, updates, total)[0]
             out, inner_state = self.inner.update(grads, state.inner_state, params, **extra)
-            return out, inner_state, zeros_like_updates(total)
+            # A leaf whose update is None now was not stepped: it keeps its sum.
+            restart = map_updates(lambda u, acc: (u, jnp.zeros_like(acc)), updates, total, n_out=2)
+            return out, inner_state, restart[1]
 
         def micro_step():
             return zeros_like_updates(updates), state.inner_state, total

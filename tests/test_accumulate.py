@@ -153,8 +153,15 @@ def test_none_update_keeps_the_accumulator_slot():
     tx = gx.accumulate(gx.sgd(1.0), 2)
     s = tx.init(p)
     _, s = tx.update({"a": jnp.ones(2), "b": jnp.full(2, 3.0)}, s, p)
-    _, s = tx.update({"a": jnp.ones(2), "b": None}, s, p)  # b sits this one out
-    np.testing.assert_array_equal(s.accumulator["b"], jnp.zeros(2))  # reset by the step
+    u, s = tx.update({"a": jnp.ones(2), "b": None}, s, p)  # b sits this step out
+    assert u["b"] is None
+    np.testing.assert_array_equal(s.accumulator["a"], jnp.zeros(2))
+    np.testing.assert_array_equal(s.accumulator["b"], jnp.full(2, 3.0))  # kept, not dropped
     _, s = tx.update({"a": jnp.ones(2), "b": jnp.full(2, 2.0)}, s, p)
-    np.testing.assert_array_equal(s.accumulator["b"], jnp.full(2, 2.0))
+    np.testing.assert_array_equal(s.accumulator["b"], jnp.full(2, 5.0))
+    u, s = tx.update({"a": jnp.ones(2), "b": jnp.full(2, 1.0)}, s, p)
+    # sgd(1.0) on the mean: -(3 + 2 + 1) / 2 for b, -(1 + 1) / 2 for a.
+    np.testing.assert_array_equal(u["b"], jnp.full(2, -3.0))
+    np.testing.assert_array_equal(u["a"], jnp.full(2, -1.0))
+    np.testing.assert_array_equal(s.accumulator["b"], jnp.zeros(2))
     assert jax.tree.structure(s) == jax.tree.structure(tx.init(p))
