@@ -131,7 +131,10 @@ def _flatten(tree: PyTree) -> tuple[list[tuple[tuple, Any]], Any]:
 
 
 def _is_tree_leaf(x: Any) -> bool:
-    return x is not None and jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(x))
+    # An empty container ({}, [], ()) is a node with no leaves, not a leaf: as a selector
+    # subtree it must match an empty params subtree, not label everything below it.
+    treedef = jax.tree_util.tree_structure(x)
+    return treedef.num_nodes == 1 and treedef.num_leaves == 1
 
 
 def _children(x: Any) -> list[tuple[Any, Any]]:

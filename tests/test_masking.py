@@ -381,6 +381,22 @@ def test_bad_prefix_structure_names_first_differing_path():
         gx.partition({"a": gx.adam()}, {"encoder/**": "a"}).init(params)
 
 
+def test_empty_container_in_a_selector_is_a_subtree_not_a_label():
+    # {} used to be taken for a label, so every leaf below it went unselected silently.
+    params = {"a": jnp.ones(2), "b": {"w": jnp.ones(2)}, "e": {}, "n": None}
+    with pytest.raises(ValueError, match=r"first differing path: b/w \(in params but not"):
+        gx.masked(gx.sgd(1.0), {"a": True, "b": {}, "e": {}, "n": None}).init(params)
+    with pytest.raises(ValueError, match=r"first differing path: b/w \(in params but not"):
+        gx.partition({"x": gx.sgd(1.0)}, {"a": "x", "b": [], "e": {}, "n": None}).init(params)
+    # An empty params subtree is matched by an empty selector subtree (or a label).
+    for e in ({}, True):
+        tx = gx.masked(gx.sgd(1.0), {"a": True, "b": False, "e": e, "n": None})
+        u, _ = tx.update(params, tx.init(params), params)
+        np.testing.assert_array_equal(u["a"], -jnp.ones(2))
+        np.testing.assert_array_equal(u["b"]["w"], jnp.ones(2))
+        assert u["e"] == {} and u["n"] is None
+
+
 def test_pattern_matching_nothing_raises():
     params = make_params()
     with pytest.raises(
