@@ -37,26 +37,22 @@ def _children(obj: Any, *, leaves_only: bool = False) -> list[tuple[str, Any]]:
     ]
 
 
-def _rebuild(obj: Any, path: str, change: Callable[[str, str, Any], Any], seen: set) -> Any:
+def _rebuild(obj: Any, path: str, change: Callable[[Any, str, Any], Any], seen: set) -> Any:
     if isinstance(obj, (list, tuple)):
-        items = [_rebuild(x, f"{path}[{i}]", change, seen) for i, x in enumerate(obj)]
-        return type(obj)(items) if any(a is not b for a, b in zip(items, obj)) else obj
+        items = [_rebuild_child(x, None, f"{path}[{i}]", change, seen) for i, x in enumerate(obj)]
+        if all(a is b for a, b in zip(items, obj)):
+            return obj
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     if isinstance(obj, dict):
-        items = {k: _rebuild(v, f"{path}[{k!r}]", change, seen) for k, v in obj.items()}
+        items = {k: _rebuild_child(v, None, f"{path}[{k!r}]", change, seen) for k, v in obj.items()}
         return items if any(items[k] is not obj[k] for k in obj) else obj
     if not isinstance(obj, Module):
         return obj
     updates = {}
     for name, value in _children(obj):
-        sub = f"{path}.{name}"
-        new = change(name, sub, value)
-        if new is not _KEEP:
-            seen.add(sub)
+        new = _rebuild_child(value, name, f"{path}.{name}", change, seen)
+        if new is not value:
             updates[name] = new
-        else:
-            rebuilt = _rebuild(value, sub, change, seen)
-            if rebuilt is not value:
-                updates[name] = rebuilt
     if not updates:
         return obj
     if isinstance(obj, chain):
@@ -64,6 +60,16 @@ def _rebuild(obj: Any, path: str, change: Callable[[str, str, Any], Any], seen: 
         return chain(**dict(zip(obj.names, members)), name=obj.name)
     # dataclasses.replace re-runs __init__, hence the hyperparameter validation.
     return dataclasses.replace(obj, **updates)
+
+
+def _rebuild_child(value: Any, name: Any, path: str, change: Callable, seen: set) -> Any:
+    """``value`` replaced (if ``change`` names it by field name or path) or rebuilt; a
+    sequence element or dict entry has no field name (``name`` None): path only."""
+    new = change(name, path, value)
+    if new is _KEEP:
+        return _rebuild(value, path, change, seen)
+    seen.add(path)
+    return new
 
 
 _KEEP = object()
@@ -93,8 +99,8 @@ def replace(tx: Any, by_path: dict[str, Any] | None = None, /, **by_name: Any) -
 
     ``replace(gx.adamw(1e-3), learning_rate=3e-4, weight_decay=0.05)`` changes every field
     with those names; ``replace(tx, {".scale_by_adam.b2": 0.99})`` one field by path (the
-    paths ``hyperparams`` prints). Raises ``ValueError`` naming the available fields when
-    a name or path matches nothing.
+    paths ``hyperparams`` prints, tuple elements included: ``"....values[1]"``). Raises
+    ``ValueError`` naming the available fields when a name or path matches nothing.
     """
     by_path = dict(by_path or {})
     seen: set[str] = set()
@@ -102,7 +108,7 @@ def replace(tx: Any, by_path: dict[str, Any] | None = None, /, **by_name: Any) -
     def change(name, path, value):
         if path in by_path:
             return by_path[path]
-        if name in by_name:
+        if name is not None and name in by_name:
             return by_name[name]
         return _KEEP
 

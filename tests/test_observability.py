@@ -51,6 +51,19 @@ def test_replace_reaches_into_schedules_and_validates():
         gx.replace(gx.adam(), {".adam.b1": 0.5})
 
 
+def test_replace_reaches_tuple_elements_by_path():
+    tx = gx.sgd(gx.piecewise_constant_schedule((10, 20), (1.0, 0.5, 0.1)))
+    path = ".scale_by_learning_rate.learning_rate.values[1]"
+    assert path in gx.hyperparams(tx)  # the path hyperparams prints is the one replace takes
+    new = gx.replace(tx, {path: 0.25})
+    assert new.scale_by_learning_rate.learning_rate.values == (1.0, 0.25, 0.1)
+    assert tx.scale_by_learning_rate.learning_rate.values == (1.0, 0.5, 0.1)
+    assert jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(tx)
+    # A field name never matches a tuple element.
+    with pytest.raises(ValueError, match=r"\['values\[1\]'\] matched no field"):
+        gx.replace(tx, **{"values[1]": 0.25})
+
+
 def test_replaced_transform_runs_without_retrace():
     traces = []
 
