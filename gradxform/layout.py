@@ -38,6 +38,14 @@ from .base import _is_none, check_tree_structure, is_param
 __all__ = ["ParamLayout"]
 
 
+def _static_key(x: Any) -> Any:
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", id(x))
+    return ("value", x)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Slot:
     group: str  # dtype name
@@ -97,6 +105,14 @@ class ParamLayout:
     def unflatten(self, flat: dict[str, jax.Array]) -> Any:
         """The parameter tree viewed from flat buffers (slices: differentiable, cheap)."""
         check_tree_structure(dict(self.sizes), flat, names=("layout groups", "flat"))
+        for group, size in self.sizes:
+            buf = flat[group]
+            dt, shape = jnp.dtype(jnp.result_type(buf)).name, tuple(jnp.shape(buf))
+            if (dt, shape) != (group, (size,)):
+                raise ValueError(
+                    f"ParamLayout.unflatten: flat[{group!r}] is {dt}{list(shape)}, the layout "
+                    f"expects {group}[{size}] (a buffer from another layout or pad_to?)"
+                )
         others = iter(self.others)
         leaves = []
         for slot in self.slots:
@@ -109,6 +125,17 @@ class ParamLayout:
                     jax.lax.slice_in_dim(buf, slot.offset, slot.offset + n).reshape(slot.shape)
                 )
         return self.treedef.unflatten(leaves)
+
+    # Value equality and hashing (a layout is a static argument of jit). A non-optimized
+    # leaf that is not hashable (an int array, say) is compared by identity.
+    def _key(self) -> tuple:
+        return (self.treedef, self.slots, self.sizes, tuple(map(_static_key, self.others)))
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, ParamLayout) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     @property
     def num_params(self) -> int:

@@ -1,5 +1,7 @@
 """The opt-in flat parameter layout: round trip, flat gradients, same numerics."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,3 +108,22 @@ def test_layout_errors():
         layout.flatten({"a": jnp.ones(3)})
     with pytest.raises(ValueError, match="layout groups vs flat"):
         layout.unflatten({"float64": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"flat\['float32'\] is float32\[4\], the layout expects"):
+        layout.unflatten({"float32": jnp.ones(4)})  # e.g. flattened with pad_to=4
+    with pytest.raises(ValueError, match=r"flat\['float32'\] is bfloat16\[2\]"):
+        layout.unflatten({"float32": jnp.ones(2, jnp.bfloat16)})
+
+
+def test_layout_with_unhashable_fixed_leaves_is_a_static_argument():
+    # Non-optimized array leaves (an int step, a numpy mask) are compared by identity.
+    p = {"w": jnp.ones(3), "step": jnp.asarray(3), "mask": np.array([1, 0]), "name": "x"}
+    layout = gx.ParamLayout.of(p)
+    assert layout == gx.ParamLayout.of(p) and hash(layout) == hash(gx.ParamLayout.of(p))
+    assert layout != gx.ParamLayout.of({**p, "mask": np.array([1, 0])})
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def run(flat, lay):
+        tree = lay.unflatten(flat)
+        return tree["w"] * tree["step"]
+
+    np.testing.assert_array_equal(run(layout.flatten(p), layout), jnp.full(3, 3.0))
