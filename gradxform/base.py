@@ -486,6 +486,14 @@ def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
         if is_param(u):
             if any(a is None for a in args):
                 _raise_missing_slot(updates, j)
+            for a in args:
+                # A float slot (a moment, the parameter) has the parameter's shape; an
+                # update of another shape would broadcast into it and change the state.
+                if is_param(a) and jnp.shape(a) != jnp.shape(u):
+                    raise ValueError(
+                        f"updates leaf at {_leaf_path(updates, j)} has shape "
+                        f"{tuple(jnp.shape(u))}, its parameter {tuple(jnp.shape(a))}"
+                    )
             res = leaf_fn(u, *args)
         elif _is_int_array(u):
             _raise_int_update(updates, j, u)

@@ -28,7 +28,6 @@ from .base import (
     map_params,
     map_updates,
     need_params,
-    new_slot,
     safe_increment,
     scalar_like,
     slot_dtype,
@@ -75,9 +74,19 @@ class lookahead(GradientTransformation):  # noqa: N801
         check_hparam("lookahead", "alpha", self.alpha, low=0, high=1, low_open=True)
 
     def init(self, params):
-        slow = map_params(
-            lambda p: new_slot(p, slot_dtype(p, self.slow_dtype), fill=jnp.asarray(p)), params
-        )
+        def slow_copy(p):
+            if isinstance(p, jax.ShapeDtypeStruct):
+                raise TypeError(
+                    "lookahead.init: the slow weights start as a copy of params, so it needs "
+                    "their values, got a ShapeDtypeStruct; for shapes only use "
+                    "jax.eval_shape(tx.init, params)"
+                )
+            # An explicit copy (keeping p's sharding): with the same dtype a plain
+            # conversion would share the parameter's buffer, and a jitted step donating
+            # params and state would donate it twice.
+            return jnp.array(p, slot_dtype(p, self.slow_dtype), copy=True)
+
+        slow = map_params(slow_copy, params)
         return LookaheadState(
             count=zero_count(), slow_params=slow, inner_state=self.inner.init(params)
         )

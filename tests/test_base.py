@@ -192,6 +192,13 @@ def test_update_shapes_must_match_the_parameters():
         tx.update({"a": jnp.ones((4, 3))}, tx.init(p), p)
     with pytest.raises(ValueError, match=r"updates leaf at \['a'\] has shape \(3,\)"):
         gx.apply_updates(p, {"a": jnp.ones(3)})
+    # Without params the state's slots tell: a (1,) or (3,) update for a () parameter used
+    # to broadcast into the moments, changing the state's shapes.
+    s = {"a": jnp.asarray(1.0)}
+    for tx in (gx.adam(0.1), gx.adamax(), gx.radam(), gx.adadelta(), gx.lion(), gx.sgd(0.1, 0.9)):
+        for shape in ((3,), (1,)):
+            with pytest.raises(ValueError, match=r"updates leaf at \['a'\] has shape"):
+                tx.update({"a": jnp.ones(shape)}, tx.init(s))
 
 
 def test_python_float_leaves_are_parameters():

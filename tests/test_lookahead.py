@@ -103,3 +103,27 @@ def test_lookahead_validation():
     p = {"x": jnp.ones(2)}
     with pytest.raises(ValueError, match="lookahead needs the current parameters"):
         tx.update(p, tx.init(p))
+
+
+def test_slow_weights_are_a_copy_sharded_like_params():
+    # They used to share the parameters' buffer: a jitted step donating params and state
+    # then failed ("donate the same buffer twice"); sharded params failed in init.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("x",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("x"))
+    p = {"w": jax.device_put(jnp.arange(8.0), sharding), "f": 2.0}
+    tx = gx.lookahead(gx.sgd(0.5), sync_period=2, alpha=0.5)
+    state = tx.init(p)
+    assert state.slow_params["w"].sharding == sharding
+
+    @jax.jit
+    def reference(p, s):
+        u, s = tx.update(p, s, p)  # the gradient of half the squared norm
+        return gx.apply_updates(p, u), s
+
+    step = jax.jit(reference.__wrapped__, donate_argnums=(0, 1))
+    want = reference(p, tx.init(p))
+    got = step(p, state)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="lookahead.init: the slow weights start as a copy"):
+        tx.init({"w": jax.ShapeDtypeStruct((3,), jnp.float32)})
