@@ -64,6 +64,13 @@ def static_field(**kwargs: Any) -> Any:
 def _is_static_value(value: Any) -> bool:
     # A plain Python callable (a user's lambda schedule, a mask function) cannot be a jit
     # argument, so it is structure, not data. Modules are callable pytrees: never static.
+    # A tuple holding one (join_schedules of a lambda and a schedule) is static whole.
+    if isinstance(value, (tuple, list)):
+        return any(map(_is_plain_callable, value))
+    return _is_plain_callable(value)
+
+
+def _is_plain_callable(value: Any) -> bool:
     return callable(value) and not isinstance(value, Module)
 
 

@@ -742,3 +742,17 @@ def test_staircase_exponential_matches_torch_steplr():
         sched = gx.exponential_decay(0.5, 0.3, transition_steps=7, staircase=True)
         ours = np.asarray(jax.vmap(sched)(jnp.arange(50, dtype=jnp.int32)))
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
+
+
+def test_join_schedules_with_a_plain_function_passes_through_jit():
+    # The lambda sat in a traced tuple: passing the transform to jit raised a TypeError.
+    tx = gx.sgd(gx.join_schedules([lambda t: 0.1, gx.constant_schedule(0.01)], [5]))
+    step = jax.jit(lambda tx, s, p: tx.update(p, s, p))
+    p = jnp.ones(2, jnp.float32)
+    s = tx.init(p)
+    lrs = []
+    for _ in range(7):
+        u, s = step(tx, s, p)
+        lrs.append(float(-u[0]))
+    np.testing.assert_allclose(lrs, [0.1] * 5 + [0.01] * 2, rtol=1e-7)
+    assert tx == tx and hash(tx) == hash(tx)
