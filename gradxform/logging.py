@@ -41,16 +41,33 @@ def config_dict(tx: Any) -> dict[str, Any]:
     ``"repr"``: the whole transform, which also shows its structural options."""
     out: dict[str, Any] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tx)[0]:
-        if not isinstance(leaf, (int, float)):
+        if isinstance(leaf, (jax.Array, np.ndarray, np.generic)) and np.issubdtype(
+            leaf.dtype, np.number
+        ):
             # Arrays (e.g. box bounds like params): scalars as floats, others as lists.
             leaf = np.asarray(leaf)
             leaf = float(leaf) if leaf.ndim == 0 else leaf.tolist()
+        elif not isinstance(leaf, (int, float)):
+            leaf = repr(leaf)  # e.g. a function inside an Optax transform in the chain
         out[jax.tree_util.keystr(path)] = leaf
     out["repr"] = repr(tx)
     return out
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN and Inf as null, at any depth (JSON has no spelling for them)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    if "step" in metrics:
+        raise ValueError("a metric may not be named 'step': loggers keep the step under it")
     out = {}
     for k, v in metrics.items():
         try:
@@ -75,12 +92,8 @@ class JsonlLogger:
         self._write({"step": int(step), **_floats(metrics)})
 
     def _write(self, obj: dict) -> None:
-        # NaN/Inf are legal metric values (a skipped step); JSON spells them as null.
-        clean = {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in obj.items()
-        }
-        self._file.write(json.dumps(clean) + "\n")
+        # NaN/Inf are legal metric values (a skipped step) and bounds; JSON: null.
+        self._file.write(json.dumps(_json_safe(obj), allow_nan=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -99,7 +112,7 @@ class CsvLogger:
 
     def log_config(self, tx: Any) -> None:
         with open(self.path + ".config.json", "w", encoding="utf-8") as f:
-            json.dump(config_dict(tx), f, indent=1)
+            json.dump(_json_safe(config_dict(tx)), f, indent=1, allow_nan=False)
 
     def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
         row = {"step": int(step), **_floats(metrics)}
@@ -121,7 +134,10 @@ class CsvLogger:
 def _mlflow_key(name: str) -> str:
     # MLflow keys allow only alphanumerics and _ - . space /: a key path's ['label'] and
     # [0] become .label and .0; a leading "." reads badly in the UI.
-    name = re.sub(r"\[(?:'([^']*)'|(\d+))\]", lambda m: "." + (m.group(1) or m.group(2)), name)
+    def component(m: re.Match) -> str:
+        return "." + (m.group(1) if m.group(1) is not None else m.group(2))
+
+    name = re.sub(r"\[(?:'([^']*)'|(\d+))\]", component, name)
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name).lstrip(".")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,6 +127,38 @@ def test_config_keys_and_array_hyperparameters_for_mlflow():
     assert key(".learning_rate.values[0]") == "learning_rate.values.0"
     conf = gx.logging.config_dict(gx.lbfgs(lower={"coef": jnp.zeros(3)}))
     assert conf[".scale_by_lbfgs.lower['coef']"] == [0.0, 0.0, 0.0]
+    assert key(".partition.transforms[''].b1") == "partition.transforms..b1"  # empty label
+
+
+def test_config_of_non_numeric_leaves_and_infinite_bounds(tmp_path):
+    # A function leaf (as in an Optax transform chained in) was a crash; an infinite
+    # bound inside a tree was written as Infinity, which is not JSON.
+    class OptaxStyle(NamedTuple):  # what optax.GradientTransformation is
+        init: Callable
+        update: Callable
+
+    scale = OptaxStyle(lambda p: (), lambda u, s, p=None: (jax.tree.map(lambda g: 2 * g, u), s))
+    tx = gx.chain(gx.lbfgs(upper={"x": jnp.inf}), extra=scale)
+    assert "<function" in gx.logging.config_dict(tx)[".extra.init"]
+    conf = gx.logging.config_dict(tx)
+    assert conf[".lbfgs.scale_by_lbfgs.upper['x']"] == float("inf")
+    log = gx.logging.JsonlLogger(tmp_path / "c.jsonl")
+    log.log_config(tx)
+    log.close()
+    line = json.loads((tmp_path / "c.jsonl").read_text(), parse_constant=_no_constants)
+    assert line["config"][".lbfgs.scale_by_lbfgs.upper['x']"] is None
+    csv_log = gx.logging.CsvLogger(tmp_path / "c.csv")
+    csv_log.log_config(tx)
+    csv_log.close()
+    json.loads((tmp_path / "c.csv.config.json").read_text(), parse_constant=_no_constants)
+    log = gx.logging.JsonlLogger(tmp_path / "d.jsonl")
+    with pytest.raises(ValueError, match="may not be named 'step'"):
+        log.log_metrics({"step": 3.0}, 0)
+    log.close()
+
+
+def _no_constants(name):
+    raise ValueError(f"not JSON: {name}")
 
 
 def test_metrics_inside_jit():
