@@ -316,6 +316,14 @@ def wider_dtype(*dtypes: Any) -> jnp.dtype:
     return _wider(tuple(jnp.dtype(d) for d in dtypes))
 
 
+def landing_dtypes(u: jax.Array, p: Any) -> tuple[jnp.dtype, jnp.dtype]:
+    """(compute dtype, update dtype) of an update that must land ``p`` exactly on a
+    target (projections, prox): both at least p's dtype, because -p rounded to a narrower
+    update dtype misses (a bf16 update left a float32 parameter at -3e-4, not 0)."""
+    p_dtype = jnp.result_type(p)
+    return wider_dtype(compute_dtype(u), p_dtype), wider_dtype(u.dtype, p_dtype)
+
+
 @functools.lru_cache(maxsize=256)
 def _wider(dtypes: tuple) -> jnp.dtype:
     with jax.numpy_dtype_promotion("standard"):

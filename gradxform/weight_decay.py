@@ -17,6 +17,7 @@ from .base import (
     check_tree_structure,
     compute_dtype,
     is_active,
+    landing_dtypes,
     map_updates,
     need_params,
     resolve,
@@ -152,14 +153,14 @@ class proximal_l1(GradientTransformation):  # noqa: N801
         thresh = resolve(self.learning_rate, state.count) * self.strength
 
         def f(u, p):
-            dt = compute_dtype(u)
+            dt, out_dt = landing_dtypes(u, p)
             pc = jnp.asarray(p).astype(dt)
             z = pc + u.astype(dt)
             mag = jnp.abs(z)
             shrink = jnp.maximum(mag - scalar_like(thresh, mag), 0)
             safe = jnp.where(mag > 0, mag, 1)
             new = z * (shrink / safe).astype(dt)
-            return ((new - pc).astype(u.dtype),)
+            return ((new - pc).astype(out_dt),)
 
         return map_updates(f, updates, params)[0], WeightDecayState(
             count=safe_increment(state.count)

@@ -29,8 +29,10 @@ from .base import (
     _concrete_number,
     check_hparam,
     check_params,
+    check_tree_structure,
     compute_dtype,
     is_param,
+    landing_dtypes,
     map_updates,
     need_params,
     safe_increment,
@@ -287,13 +289,11 @@ def _projected_update(u: jax.Array, p: Any, target: Any) -> jax.Array:
     Unchanged elements keep their update bit for bit; a projected element gets
     target - p, so p + update == target up to one rounding (exactly, when target is 0).
     """
-    dt = compute_dtype(u)
+    dt, out_dt = landing_dtypes(u, p)
     pc = jnp.asarray(p).astype(dt)
     z = pc + u.astype(dt)
     t = jnp.asarray(target).astype(dt)
-    if t.shape != z.shape:
-        raise ValueError(f"project: fn changed a leaf's shape from {z.shape} to {t.shape}")
-    return jnp.where(t == z, u.astype(dt), t - pc).astype(u.dtype)
+    return jnp.where(t == z, u.astype(dt), t - pc).astype(out_dt)
 
 
 def _candidate(u: Any, p: Any) -> Any:
@@ -328,6 +328,15 @@ class project(GradientTransformation):  # noqa: N801
         check_params(updates, params)
         candidate = jax.tree_util.tree_map(_candidate, updates, params, is_leaf=lambda x: x is None)
         target = self.fn(candidate)
+        check_tree_structure(candidate, target, names=("params", "project's fn output"))
+        for (path, c), t in zip(
+            jax.tree_util.tree_flatten_with_path(candidate)[0], jax.tree_util.tree_leaves(target)
+        ):
+            if jnp.shape(c) != jnp.shape(t):
+                raise ValueError(
+                    f"project: fn changed the shape of the leaf at "
+                    f"{jax.tree_util.keystr(path)} from {jnp.shape(c)} to {jnp.shape(t)}"
+                )
         return map_updates(
             lambda u, p, t: (_projected_update(u, p, t), p, t),
             updates,
@@ -354,9 +363,9 @@ class keep_params_nonnegative(GradientTransformation):  # noqa: N801
         def f(u, p):
             if jnp.iscomplexobj(u) or jnp.iscomplexobj(p):
                 raise TypeError("keep_params_nonnegative: complex parameters have no sign")
-            dt = compute_dtype(u)
+            dt, out_dt = landing_dtypes(u, p)
             pc = jnp.asarray(p).astype(dt)
             out = jnp.where(pc + u.astype(dt) < 0, -pc, u.astype(dt))
-            return (out.astype(u.dtype),)
+            return (out.astype(out_dt),)
 
         return map_updates(f, updates, params)[0], state

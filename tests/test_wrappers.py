@@ -237,6 +237,21 @@ def test_project_clip_by_hand():
     assert float(new["b"]) == 1.0
 
 
+def test_projections_land_exactly_with_narrower_updates():
+    # bf16 updates on float32 params: -p rounded to bf16 left p at -2.8e-4, not 0.
+    p = jnp.array([0.1, 0.3, 3.0], jnp.float32)
+    u = jnp.array([-0.1, -0.3004, 0.0], jnp.bfloat16)
+    clip = gx.project(lambda t: jax.tree.map(lambda x: jnp.maximum(x, 0.0), t))
+    for tx, want in (
+        (gx.keep_params_nonnegative(), [0.0, 0.0, 3.0]),
+        (clip, [0.0, 0.0, 3.0]),
+        (gx.proximal_l1(1.5, 1.0), [0.0, 0.0, 1.5]),
+    ):
+        out, _ = tx.update(u, tx.init(p), p)
+        assert out.dtype == jnp.float32  # the wider of update and parameter
+        np.testing.assert_array_equal(gx.apply_updates(p, out), want)
+
+
 def test_projection_errors():
     tx = gx.keep_params_nonnegative()
     p = {"a": jnp.ones(2)}
@@ -248,5 +263,8 @@ def test_projection_errors():
     with pytest.raises(TypeError, match="project: fn must be a callable"):
         gx.project(3)
     bad = gx.project(lambda t: jax.tree.map(lambda x: x[:1], t))
-    with pytest.raises(ValueError, match=r"fn changed a leaf's shape from \(2,\) to \(1,\)"):
+    with pytest.raises(ValueError, match=r"shape of the leaf at \['a'\] from \(2,\) to"):
+        bad.update(p, bad.init(p), p)
+    bad = gx.project(lambda t: {"b": t["a"]})
+    with pytest.raises(ValueError, match=r"tree structures differ \(params vs project's fn output"):
         bad.update(p, bad.init(p), p)
