@@ -58,8 +58,9 @@ __all__ = [
 
 
 def check_int(owner: str, name: str, value: Any, *, low: int) -> None:
-    """Raise unless ``value`` is an integer >= ``low`` (traced values pass)."""
-    check_hparam(owner, name, value, low=low)
+    """Raise unless ``value`` is an integer in [low, int32 max] (traced values pass):
+    it is counted against an int32 step counter."""
+    check_hparam(owner, name, value, low=low, high=np.iinfo(np.int32).max)
     number = _concrete_number(value)
     if number is not None and not number.is_integer():
         raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")

@@ -147,6 +147,12 @@ def test_apply_if_finite_validation():
         gx.apply_if_finite(gx.adam(), -1)
     with pytest.raises(ValueError, match="max_consecutive_errors must be an integer >= 0"):
         gx.apply_if_finite(gx.adam(), 1.5)
+    # Counted in int32: 2**31 was accepted here and overflowed in the first update.
+    with pytest.raises(ValueError, match=r"in \[0, 2147483647\], got 2147483648"):
+        gx.apply_if_finite(gx.adam(), 2**31)
+    never = gx.apply_if_finite(gx.sgd(0.1), 2**31 - 1)
+    u, _ = never.update({"x": jnp.ones(1)}, never.init({"x": jnp.ones(1)}))
+    np.testing.assert_array_equal(u["x"], np.float32([-0.1]))
     with pytest.raises(ValueError, match="on_limit must be 'apply' or 'raise'"):
         gx.apply_if_finite(gx.adam(), 2, on_limit="ignore")
     with pytest.raises(TypeError, match="inner must be a gradient transformation"):
