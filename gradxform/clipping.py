@@ -70,9 +70,11 @@ class clip_by_global_norm(GradientTransformation):  # noqa: N801
 
     def update(self, updates, state, params=None, **extra):
         norm = global_norm(updates)
-        clipped = norm > self.max_norm
-        factor = jnp.where(clipped, self.max_norm / jnp.where(norm > 0, norm, 1), 1)
-        after = jnp.where(clipped, jnp.asarray(self.max_norm, norm.dtype), norm)
+        # In the norm's dtype: an array max_norm of the other float width must not promote.
+        max_norm = jnp.asarray(self.max_norm).astype(norm.dtype)
+        clipped = norm > max_norm
+        factor = jnp.where(clipped, max_norm / jnp.where(norm > 0, norm, 1), 1)
+        after = jnp.where(clipped, max_norm, norm)
         new_state = ClipByGlobalNormState(
             norm=norm.astype(jnp.float32), clipped_norm=after.astype(jnp.float32)
         )

@@ -46,8 +46,9 @@ class add_noise(GradientTransformation):  # noqa: N801
         return AddNoiseState(count=zero_count(), key=jax.random.PRNGKey(self.seed))
 
     def update(self, updates, state, params=None, **extra):
-        t = state.count.astype(scalar_dtype())
-        std = jnp.sqrt(self.eta / (1 + t) ** self.gamma)
+        dt = scalar_dtype()
+        eta, gamma = (jnp.asarray(x).astype(dt) for x in (self.eta, self.gamma))
+        std = jnp.sqrt(eta / (1 + state.count.astype(dt)) ** gamma)
         leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_is_none)
         key, *keys = jax.random.split(state.key, sum(x is not None for x in leaves) + 1)
         # One key per leaf, passed as a slot: the per-leaf function must be pure (it may

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from .adam import (
@@ -31,6 +32,12 @@ from .scaling import scale_by_learning_rate
 from .weight_decay import maybe_weight_decay
 
 __all__ = ["scale_by_radam", "radam"]
+
+
+def _step_dtype(x: Any, t: jax.Array) -> Any:
+    """An array hyperparameter in the step's dtype (one of the other float width would
+    promote, an error under strict promotion); a Python number stays exact."""
+    return x if isinstance(x, (int, float)) else jnp.asarray(x).astype(t.dtype)
 
 
 class scale_by_radam(GradientTransformation):  # noqa: N801
@@ -65,10 +72,10 @@ class scale_by_radam(GradientTransformation):  # noqa: N801
         b1, b2 = self.b1, self.b2
         bc2 = bias_correction(b2, t)
         c1 = 1 / bias_correction(b1, t)
-        rho_inf = 2 / (1 - b2) - 1
+        rho_inf = 2 / (1 - _step_dtype(b2, t)) - 1
         rho_t = rho_inf - 2 * t * (1 - bc2) / bc2
         rect_sq = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-        rectify = rho_t > self.threshold
+        rectify = rho_t > _step_dtype(self.threshold, t)
         # sqrt of a negative when not rectifying: guard it, the branch is discarded anyway.
         adaptive = jnp.sqrt(jnp.where(rectify, rect_sq, 1.0)) * jnp.sqrt(bc2)
 

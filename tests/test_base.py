@@ -386,3 +386,21 @@ def test_clip_complex_under_strict_promotion():
     with jax.numpy_dtype_promotion("strict"):
         u = gx.clip(1.0).update(x, gx.clip(1.0).init(x))[0]
     np.testing.assert_allclose(u["a"], [0.6 + 0.8j], rtol=1e-6)  # |u| clipped to 1
+
+
+def test_array_hyperparameters_of_the_other_float_width_under_x64():
+    # Strict promotion (this suite's mode) with x64: these three mixed an np.float32 (or
+    # float64) hyperparameter into float64 (float32) arithmetic and raised.
+    with jax.enable_x64(True):
+        p32, p64 = {"w": jnp.ones(3, jnp.float32)}, {"w": jnp.ones(3, jnp.float64)}
+        cases = [
+            (gx.clip_by_global_norm(np.float64(0.5)), p32, gx.clip_by_global_norm(0.5)),
+            (gx.clip_by_global_norm(np.float32(0.5)), p64, gx.clip_by_global_norm(0.5)),
+            (gx.add_noise(np.float32(0.5), seed=1), p32, gx.add_noise(0.5, seed=1)),
+            (gx.radam(1e-3, b2=np.float32(0.5)), p32, gx.radam(1e-3, b2=0.5)),
+        ]
+        for tx, p, same in cases:
+            u = tx.update(p, tx.init(p), p)[0]
+            want = same.update(p, same.init(p), p)[0]
+            np.testing.assert_allclose(u["w"], want["w"], rtol=1e-6)
+            assert u["w"].dtype == p["w"].dtype
