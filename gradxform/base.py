@@ -613,6 +613,14 @@ class EmptyState(NamedTuple):
     """State of a stateless transform."""
 
 
+def empty_state(params: PyTree) -> EmptyState:
+    """``init`` of a stateless transform: checks params like every other ``init`` (an
+    integer leaf is refused with its path: its update would be dropped by
+    ``apply_updates``), then holds nothing."""
+    _check_param_dtypes(params, "params")
+    return EmptyState()
+
+
 class GradientTransformation(Module):
     """A pure gradient transformation: ``init`` then repeated ``update``.
 
@@ -633,7 +641,7 @@ class identity(GradientTransformation):  # noqa: N801
     """Leaves updates unchanged: u <- u."""
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         return updates, state
@@ -648,7 +656,7 @@ class stateless(GradientTransformation):  # noqa: N801
     fn: Callable
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         return self.fn(updates, params), state
@@ -666,7 +674,7 @@ class set_to_zero(GradientTransformation):  # noqa: N801
     """
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         return zeros_like_updates(updates), state

@@ -7,7 +7,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import EmptyState, GradientTransformation, check_hparam, compute_dtype, map_updates
+from .base import (
+    GradientTransformation,
+    _check_param_dtypes,
+    check_hparam,
+    compute_dtype,
+    empty_state,
+    map_updates,
+)
 from .scaling import scale_updates
 from .tree import global_norm
 
@@ -26,7 +33,7 @@ class clip(GradientTransformation):  # noqa: N801
         check_hparam("clip", "max_delta", self.max_delta, low=0)
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         def f(u):
@@ -65,6 +72,7 @@ class clip_by_global_norm(GradientTransformation):  # noqa: N801
         check_hparam("clip_by_global_norm", "max_norm", self.max_norm, low=0, low_open=True)
 
     def init(self, params):
+        _check_param_dtypes(params, "params")
         zero = jnp.zeros([], jnp.float32)
         return ClipByGlobalNormState(norm=zero, clipped_norm=zero)
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from .base import (
     GradientTransformation,
+    _check_param_dtypes,
     _is_none,
     check_hparam,
     compute_dtype,
@@ -43,6 +44,7 @@ class add_noise(GradientTransformation):  # noqa: N801
         check_hparam("add_noise", "gamma", self.gamma, low=0)
 
     def init(self, params):
+        _check_param_dtypes(params, "params")
         return AddNoiseState(count=zero_count(), key=jax.random.PRNGKey(self.seed))
 
     def update(self, updates, state, params=None, **extra):

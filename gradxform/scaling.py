@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 
 from .base import (
-    EmptyState,
     GradientTransformation,
     cast,
     check_hparam,
     compute_dtype,
+    empty_state,
     map_updates,
     resolve,
     safe_increment,
@@ -43,7 +43,7 @@ class scale(GradientTransformation):  # noqa: N801
         check_hparam("scale", "step_size", self.step_size)
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         return scale_updates(updates, self.step_size), state
@@ -89,7 +89,7 @@ class scale_by_sign(GradientTransformation):  # noqa: N801
     """u <- sign(u) (signSGD, Bernstein et al. 2018); u/|u| for complex u, 0 stays 0."""
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         return map_updates(lambda u: (jnp.sign(u),), updates)[0], state
@@ -103,7 +103,7 @@ class centralize(GradientTransformation):  # noqa: N801
     """
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         def f(u):

@@ -8,14 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from .base import (
-    EmptyState,
     GradientTransformation,
     StaticTree,
+    _check_param_dtypes,
     _is_none,
     check_hparam,
     check_params,
     check_tree_structure,
     compute_dtype,
+    empty_state,
     is_active,
     landing_dtypes,
     map_updates,
@@ -68,7 +69,8 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
     Args:
       weight_decay: number or schedule, >= 0.
       mask: None (all leaves), a tree of Python bools shaped like params, or a callable
-        ``params -> such a tree``. Unmasked leaves pass through unchanged.
+        ``params -> such a tree`` (its bools may be arrays computed from the values, also
+        under jit). Unmasked leaves pass through unchanged.
     """
 
     weight_decay: Any = 0.0
@@ -79,6 +81,7 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
         object.__setattr__(self, "mask", _freeze_mask("add_decayed_weights", self.mask))
 
     def init(self, params):
+        _check_param_dtypes(params, "params")
         return WeightDecayState(count=zero_count())
 
     def update(self, updates, state, params=None, **extra):
@@ -88,10 +91,12 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
         mask = _mask_tree("add_decayed_weights", self.mask, params)
 
         def f(u, p, m):
-            if not m:
+            if isinstance(m, bool) and not m:
                 return (u,)
             dt = compute_dtype(u)
             g = u.astype(dt) + scalar_like(wd, u) * jnp.asarray(p).astype(dt)
+            if not isinstance(m, bool):  # a mask callable computed it from values: traced
+                g = jnp.where(jnp.asarray(m), g, u.astype(dt))
             return (g.astype(u.dtype),)
 
         updates = map_updates(f, updates, params, mask)[0]
@@ -111,7 +116,7 @@ class add_l1_subgradient(GradientTransformation):  # noqa: N801
         check_hparam("add_l1_subgradient", "strength", self.strength, low=0)
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         need_params("add_l1_subgradient", params)
@@ -145,6 +150,7 @@ class proximal_l1(GradientTransformation):  # noqa: N801
         check_hparam("proximal_l1", "learning_rate", self.learning_rate, low=0, schedule=True)
 
     def init(self, params):
+        _check_param_dtypes(params, "params")
         return WeightDecayState(count=zero_count())
 
     def update(self, updates, state, params=None, **extra):

@@ -24,13 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import (
-    EmptyState,
     GradientTransformation,
     _concrete_number,
     check_hparam,
     check_params,
     check_tree_structure,
     compute_dtype,
+    empty_state,
     is_param,
     landing_dtypes,
     map_updates,
@@ -322,7 +322,7 @@ class project(GradientTransformation):  # noqa: N801
             raise TypeError(f"project: fn must be a callable params -> params, got {self.fn!r}")
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         need_params("project", params)
@@ -355,7 +355,7 @@ class keep_params_nonnegative(GradientTransformation):  # noqa: N801
     """
 
     def init(self, params):
-        return EmptyState()
+        return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
         need_params("keep_params_nonnegative", params)

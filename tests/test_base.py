@@ -171,7 +171,22 @@ def test_integer_params_are_rejected_with_their_path():
 
 
 def test_integer_params_rejected_at_init_by_stateless_optimizers_too():
-    for tx in (gx.sgd(0.1), gx.chain(gx.clip_by_global_norm(1.0)), gx.masked(gx.sgd(0.1), True)):
+    # Used on their own (not in a chain), the stateless primitives used to accept them;
+    # the update computed for the integer leaf was then dropped by apply_updates.
+    clip = gx.clip(1.0)
+    for tx in (
+        gx.sgd(0.1),
+        gx.chain(gx.clip_by_global_norm(1.0)),
+        gx.masked(gx.sgd(0.1), True),
+        clip,
+        gx.clip_by_global_norm(1.0),
+        gx.add_decayed_weights(0.1),
+        gx.add_noise(0.1),
+        gx.proximal_l1(0.1, 0.1),
+        gx.keep_params_nonnegative(),
+        gx.apply_if_finite(clip, 2),
+        gx.conditionally_transform(clip, lambda t: t > 0),
+    ):
         with pytest.raises(TypeError, match=r"params leaf at \['step'\] has dtype int32"):
             tx.init({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)})
 
@@ -274,6 +289,13 @@ def test_weight_decay_mask_and_callable_mask():
         bad.update(g, bad.init(p), p)
     with pytest.raises(TypeError, match="mask leaves must be Python bools"):
         gx.add_decayed_weights(0.5, mask={"w": jnp.asarray(True)})
+    # A callable mask computed from the values: traced under jit (it raised there).
+    tx = gx.add_decayed_weights(0.5, mask=lambda ps: {k: jnp.max(v) > 1 for k, v in ps.items()})
+    p = {"w": jnp.full(2, 2.0), "b": jnp.ones(2)}
+    for run in (tx.update, jax.jit(tx.update)):
+        u, _ = run(g, tx.init(p), p)
+        np.testing.assert_array_equal(np.asarray(u["w"]), 1.0)
+        np.testing.assert_array_equal(np.asarray(u["b"]), 0.0)
 
 
 def test_works_with_registered_dataclass_and_list_trees():
