@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import ChainState, GradientTransformation
+from .base import ChainState, GradientTransformation, is_param
 from .tree import global_norm
 
 __all__ = ["monitor", "metrics"]
@@ -44,12 +44,8 @@ class monitor(GradientTransformation):  # noqa: N801
         return MonitorState(zero, zero, zero, jnp.zeros([], jnp.int32))
 
     def update(self, updates, state, params=None, **extra):
-        leaves = [
-            jnp.asarray(x)
-            for x in jax.tree_util.tree_leaves(updates)
-            if hasattr(x, "dtype") or isinstance(x, float)
-        ]
-        leaves = [x for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+        # The leaves global_norm counts too (Python complex included).
+        leaves = [jnp.asarray(x) for x in jax.tree_util.tree_leaves(updates) if is_param(x)]
         maxes = [jnp.max(jnp.abs(x)).astype(jnp.float32) for x in leaves if x.size]
         umax = jnp.max(jnp.stack(maxes)) if maxes else jnp.zeros([], jnp.float32)
         bad = sum(

@@ -54,7 +54,10 @@ def _check_pieces(obj: Any, owner: str, pieces: str) -> tuple:
 
     Boundaries must be strictly increasing non-negative integers, one fewer than pieces.
     """
-    b, v = tuple(obj.boundaries), tuple(getattr(obj, pieces))
+    try:
+        b, v = tuple(obj.boundaries), tuple(getattr(obj, pieces))
+    except TypeError as e:
+        raise TypeError(f"{owner}: boundaries and {pieces} must be sequences ({e})") from None
     object.__setattr__(obj, "boundaries", b)
     object.__setattr__(obj, pieces, v)
     if len(v) != len(b) + 1:
@@ -62,7 +65,20 @@ def _check_pieces(obj: Any, owner: str, pieces: str) -> tuple:
             f"{owner}: need len({pieces}) == len(boundaries) + 1, got {len(v)} {pieces} for "
             f"{len(b)} boundaries"
         )
-    if any(int(x) != x or x < 0 for x in b) or any(x >= y for x, y in zip(b, b[1:])):
+
+    def step_number(x):  # a Python or NumPy integer (or an integral float), not a bool
+        return (
+            isinstance(x, numbers.Real)
+            and not isinstance(x, bool)
+            and math.isfinite(x)
+            and int(x) == x
+        )
+
+    if (
+        not all(map(step_number, b))
+        or any(x < 0 for x in b)
+        or any(x >= y for x, y in zip(b, b[1:]))
+    ):
         raise ValueError(
             f"{owner}: boundaries must be strictly increasing non-negative integers, got {b}"
         )

@@ -208,6 +208,11 @@ def test_monitor_counts_nonfinite_and_passes_updates_through():
     assert u is g
     assert int(s.nonfinite) == 2
     assert gx.metrics(s)["nonfinite"] == s.nonfinite
+    # Python complex leaves count everywhere (update_max and nonfinite skipped them).
+    _, s = tx.update({"z": 3 + 4j, "n": complex("nan+1j")}, s)
+    assert int(s.nonfinite) == 1 and np.isnan(float(s.update_max))
+    _, s = tx.update({"z": 3 + 4j}, s)
+    assert float(s.update_max) == 5.0 == float(s.update_norm)
 
 
 def _train(logger, steps=20):

@@ -756,3 +756,12 @@ def test_join_schedules_with_a_plain_function_passes_through_jit():
         lrs.append(float(-u[0]))
     np.testing.assert_allclose(lrs, [0.1] * 5 + [0.01] * 2, rtol=1e-7)
     assert tx == tx and hash(tx) == hash(tx)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), None, True, "3"])
+def test_bad_boundaries_are_named(bad):
+    # inf, NaN and None raised bare int() errors; True was taken for step 1.
+    with pytest.raises(ValueError, match="piecewise_constant_schedule: boundaries must be"):
+        gx.piecewise_constant_schedule([bad], [1.0, 0.1])
+    with pytest.raises(TypeError, match="join_schedules: boundaries and schedules must be"):
+        gx.join_schedules([gx.constant_schedule(1.0)], 3)
