@@ -541,9 +541,10 @@ def _raise_int_update(updates: PyTree, j: int, u: Any) -> None:
 
 def _raise_missing_slot(updates: PyTree, j: int) -> None:
     raise ValueError(
-        f"updates has an array at {_leaf_path(updates, j)} but the state has "
-        "no slot there: that parameter was None or not an array when the state was "
-        "initialized. Give None as its update, or re-run init with the new params."
+        f"updates has an array at {_leaf_path(updates, j)} but the state has no slot "
+        "there, or params has None there: that parameter was None or not an array when "
+        "the state was initialized (or is None now). Give None as its update, or re-run "
+        "init with the new params."
     )
 
 
