@@ -54,6 +54,7 @@ class scale_by_adadelta(GradientTransformation):  # noqa: N801
 
     def update(self, updates, state, params=None, **extra):
         def f(u, sq, dl):
+            acc = sq.dtype  # the storage dtype, chosen at init
             g = u.astype(compute_dtype(u))
             real = jnp.finfo(g.dtype).dtype
             rho = scalar_like(self.rho, sq.astype(real))
@@ -61,7 +62,6 @@ class scale_by_adadelta(GradientTransformation):  # noqa: N801
             sq = rho * sq.astype(real) + (1 - rho) * abs2(g)
             dx = (jnp.sqrt(dl.astype(real) + eps) / jnp.sqrt(sq + eps)).astype(g.dtype) * g
             dl = rho * dl.astype(real) + (1 - rho) * abs2(dx)
-            acc = slot_dtype(u, self.accumulator_dtype, real=True)
             return dx.astype(u.dtype), sq.astype(acc), dl.astype(acc)
 
         updates, sq, dl = map_updates(f, updates, state.sq_avg, state.delta_avg, n_out=3)

@@ -59,14 +59,12 @@ class scale_by_rss(GradientTransformation):  # noqa: N801
         return RssState(sum_of_squares=map_params(slot, params))
 
     def update(self, updates, state, params=None, **extra):
-        def f(u, s):
+        def f(u, s_old):
             g = u.astype(compute_dtype(u))
-            s = s.astype(jnp.finfo(g.dtype).dtype) + abs2(g)
+            s = s_old.astype(jnp.finfo(g.dtype).dtype) + abs2(g)
             eps = scalar_like(self.eps, s)
             denom = jnp.sqrt(s + eps) if self.eps_in_sqrt else jnp.sqrt(s) + eps
-            return (g / denom.astype(g.dtype)).astype(u.dtype), s.astype(
-                slot_dtype(u, self.accumulator_dtype, real=True)
-            )
+            return (g / denom.astype(g.dtype)).astype(u.dtype), s.astype(s_old.dtype)
 
         updates, s = map_updates(f, updates, state.sum_of_squares, n_out=2)
         return updates, RssState(sum_of_squares=s)

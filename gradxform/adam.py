@@ -59,9 +59,11 @@ def update_moments(g, m, v, b1, b2):
     return m, v
 
 
-def store_moments(u, m, v, mu_dtype, nu_dtype):
-    """Moments cast to their storage dtypes (``mu_dtype``; real ``nu_dtype``)."""
-    return m.astype(slot_dtype(u, mu_dtype)), v.astype(slot_dtype(u, nu_dtype, real=True))
+def store_moments(m, v, m_old, v_old):
+    """New moments in the storage dtypes of the old ones (chosen at init from the
+    parameter and ``mu_dtype`` / ``nu_dtype``): an update of another dtype must not
+    change the state's dtypes (a scan carry or a jitted step would break or retrace)."""
+    return m.astype(m_old.dtype), v.astype(v_old.dtype)
 
 
 def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
@@ -133,9 +135,9 @@ class scale_by_adam(GradientTransformation):  # noqa: N801
             c1 = c2 = c1_next = jnp.ones([], scalar_dtype())
         nu_max = state.nu_max if self.amsgrad else state.nu
 
-        def f(u, m, v, vmax):
+        def f(u, m_old, v_old, vmax):
             g = u.astype(compute_dtype(u))
-            m, v = update_moments(g, m, v, b1, b2)
+            m, v = update_moments(g, m_old, v_old, b1, b2)
             vmax = jnp.maximum(vmax.astype(v.dtype), v) if self.amsgrad else v
             if self.nesterov:
                 m_hat = scalar_like(b1 * c1_next, g) * m + scalar_like((1 - b1) * c1, g) * g
@@ -143,7 +145,7 @@ class scale_by_adam(GradientTransformation):  # noqa: N801
                 m_hat = m * scalar_like(c1, g)
             denom = jnp.sqrt(vmax * scalar_like(c2, v) + scalar_like(self.eps_root, v))
             out = m_hat / (denom + scalar_like(self.eps, v)).astype(g.dtype)
-            m, v = store_moments(u, m, v, self.mu_dtype, self.nu_dtype)
+            m, v = store_moments(m, v, m_old, v_old)
             return out.astype(u.dtype), m, v, vmax.astype(v.dtype)
 
         updates, mu, nu, vmax = map_updates(f, updates, state.mu, state.nu, nu_max, n_out=4)
@@ -191,12 +193,12 @@ class scale_by_nadam(GradientTransformation):  # noqa: N801
         coef_m = mu_next / (1 - prod * mu_next)
         c2 = 1 / bias_correction(b2, t)
 
-        def f(u, m, v):
+        def f(u, m_old, v_old):
             g = u.astype(compute_dtype(u))
-            m, v = update_moments(g, m, v, b1, b2)
+            m, v = update_moments(g, m_old, v_old, b1, b2)
             denom = jnp.sqrt(v * scalar_like(c2, v)) + scalar_like(self.eps, v)
             out = (scalar_like(coef_g, g) * g + scalar_like(coef_m, g) * m) / denom.astype(g.dtype)
-            return (out.astype(u.dtype), *store_moments(u, m, v, self.mu_dtype, self.nu_dtype))
+            return (out.astype(u.dtype), *store_moments(m, v, m_old, v_old))
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, NadamState(count=count, mu_product=prod, mu=mu, nu=nu)

@@ -62,16 +62,16 @@ class scale_by_adamax(GradientTransformation):  # noqa: N801
         b1 = self.b1
         c1 = 1 / bias_correction(b1, count.astype(scalar_dtype()))
 
-        def f(u, m, n):
+        def f(u, m_old, n_old):
             g = u.astype(compute_dtype(u))
-            m = m.astype(g.dtype)
+            m = m_old.astype(g.dtype)
             m = m + scalar_like(1 - b1, g) * (g - m)
             a = jnp.abs(g)
             n = jnp.maximum(
-                scalar_like(self.b2, a) * n.astype(a.dtype), a + scalar_like(self.eps, a)
+                scalar_like(self.b2, a) * n_old.astype(a.dtype), a + scalar_like(self.eps, a)
             )
             out = m * scalar_like(c1, g) / n.astype(g.dtype)
-            return (out.astype(u.dtype), *store_moments(u, m, n, self.mu_dtype, self.nu_dtype))
+            return (out.astype(u.dtype), *store_moments(m, n, m_old, n_old))
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, AdamaxState(count=count, mu=mu, nu=nu)

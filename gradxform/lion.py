@@ -46,12 +46,12 @@ class scale_by_lion(GradientTransformation):  # noqa: N801
         return LionState(mu=map_params(lambda p: new_slot(p, slot_dtype(p, self.mu_dtype)), params))
 
     def update(self, updates, state, params=None, **extra):
-        def f(u, m):
+        def f(u, m_old):
             g = u.astype(compute_dtype(u))
-            m = m.astype(g.dtype)
+            m = m_old.astype(g.dtype)
             out = jnp.sign(scalar_like(self.b1, g) * m + scalar_like(1 - self.b1, g) * g)
             m = scalar_like(self.b2, g) * m + scalar_like(1 - self.b2, g) * g
-            return out.astype(u.dtype), m.astype(slot_dtype(u, self.mu_dtype))
+            return out.astype(u.dtype), m.astype(m_old.dtype)  # the storage dtype
 
         updates, mu = map_updates(f, updates, state.mu, n_out=2)
         return updates, LionState(mu=mu)

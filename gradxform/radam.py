@@ -79,15 +79,15 @@ class scale_by_radam(GradientTransformation):  # noqa: N801
         # sqrt of a negative when not rectifying: guard it, the branch is discarded anyway.
         adaptive = jnp.sqrt(jnp.where(rectify, rect_sq, 1.0)) * jnp.sqrt(bc2)
 
-        def f(u, m, v):
+        def f(u, m_old, v_old):
             g = u.astype(compute_dtype(u))
-            m, v = update_moments(g, m, v, b1, b2)
+            m, v = update_moments(g, m_old, v_old, b1, b2)
             m_hat = m * scalar_like(c1, g)
             scaled = m_hat * (
                 scalar_like(adaptive, v) / (jnp.sqrt(v) + scalar_like(self.eps, v))
             ).astype(g.dtype)
             out = jnp.where(rectify, scaled, m_hat)
-            return (out.astype(u.dtype), *store_moments(u, m, v, self.mu_dtype, self.nu_dtype))
+            return (out.astype(u.dtype), *store_moments(m, v, m_old, v_old))
 
         updates, mu, nu = map_updates(f, updates, state.mu, state.nu, n_out=3)
         return updates, AdamState(count=count, mu=mu, nu=nu, nu_max=None)

@@ -66,23 +66,23 @@ class scale_by_rms(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         mu_tree = state.mu if self.centered else state.nu
 
-        def f(u, nu, mu):
+        def f(u, nu_old, mu_old):
             g = u.astype(compute_dtype(u))
             real = jnp.finfo(g.dtype).dtype
-            d = scalar_like(self.decay, nu.astype(real))
-            nu = d * nu.astype(real) + (1 - d) * abs2(g)
-            var = nu
+            d = scalar_like(self.decay, nu_old.astype(real))
+            nu = d * nu_old.astype(real) + (1 - d) * abs2(g)
+            var, mu = nu, mu_old
             if self.centered:
-                mu = mu.astype(g.dtype)
+                mu = mu_old.astype(g.dtype)
                 mu = mu + scalar_like(1 - self.decay, g) * (g - mu)
                 var = nu - abs2(mu)
             eps = scalar_like(self.eps, var)
             denom = jnp.sqrt(var + eps) if self.eps_in_sqrt else jnp.sqrt(var) + eps
-            acc = slot_dtype(u, self.accumulator_dtype)
+            # Stored in the slots' own dtypes (chosen at init), whatever u's dtype.
             return (
                 (g / denom.astype(g.dtype)).astype(u.dtype),
-                nu.astype(jnp.finfo(acc).dtype),
-                mu.astype(acc),
+                nu.astype(nu_old.dtype),
+                mu.astype(mu_old.dtype),
             )
 
         updates, nu, mu = map_updates(f, updates, state.nu, mu_tree, n_out=3)

@@ -93,12 +93,12 @@ class scale_by_momentum(GradientTransformation):  # noqa: N801
         damped = is_active(self.dampening)
         damp = jnp.where(state.count == 0, 0.0, jnp.asarray(self.dampening, scalar_dtype()))
 
-        def f(u, v):
+        def f(u, v_old):
             g = cast(u, compute_dtype(u))
             m = scalar_like(mu, g)
-            v = m * cast(v, g.dtype) + ((1 - scalar_like(damp, g)) * g if damped else g)
+            v = m * cast(v_old, g.dtype) + ((1 - scalar_like(damp, g)) * g if damped else g)
             out = g + m * v if self.nesterov else v
-            return cast(out, u.dtype), cast(v, slot_dtype(u, self.accumulator_dtype))
+            return cast(out, u.dtype), cast(v, v_old.dtype)  # the slot's storage dtype
 
         updates, velocity = map_updates(f, updates, state.velocity, n_out=2)
         return updates, MomentumState(count=safe_increment(state.count), velocity=velocity)
@@ -134,13 +134,11 @@ class ema(GradientTransformation):  # noqa: N801
         t = count.astype(scalar_dtype())
         corr = 1 / (1 - jnp.asarray(self.decay, scalar_dtype()) ** t) if self.debias else 1.0
 
-        def f(u, e):
+        def f(u, e_old):
             g = u.astype(compute_dtype(u))
             d = scalar_like(self.decay, g)
-            e = d * e.astype(g.dtype) + (1 - d) * g
-            return (e * scalar_like(corr, g)).astype(u.dtype), e.astype(
-                slot_dtype(u, self.accumulator_dtype)
-            )
+            e = d * e_old.astype(g.dtype) + (1 - d) * g
+            return (e * scalar_like(corr, g)).astype(u.dtype), e.astype(e_old.dtype)
 
         updates, e = map_updates(f, updates, state.ema, n_out=2)
         return updates, EmaState(count=count, ema=e)

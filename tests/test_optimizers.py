@@ -180,6 +180,20 @@ def test_dtypes_preserved(name, dtype):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_state_dtypes_stable_when_updates_and_params_differ(name):
+    # float64 params, float32 gradients: the slots were made float64 at init and stored
+    # in the gradient's float32 after one update, so a scan carry broke.
+    with jax.enable_x64(True):
+        tx = make(name)
+        p = {"w": jnp.ones(3, jnp.float64)}
+        g = {"w": jnp.full(3, 0.5, jnp.float32)}
+        s0 = tx.init(p)
+        _, s1 = tx.update(g, s0, p)
+        assert [x.dtype for x in jax.tree.leaves(s1)] == [x.dtype for x in jax.tree.leaves(s0)]
+        jax.lax.scan(lambda s, _: (tx.update(g, s, p)[1], None), s0, length=2)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_none_and_non_array_leaves_untouched(name):
     tx = make(name)
     p = {"w": jnp.ones(3), "frozen": None, "label": "encoder", "n_layers": 2}
