@@ -151,8 +151,9 @@ class where:  # noqa: N801
     """A predicate selector: ``fn(path, leaf)`` returns a bool (mask) or a label (partition).
 
     ``path`` is a tuple of keys (dict keys and attribute names as they are, sequence
-    indices as ints); ``leaf`` is an optimized leaf (array). Compared and hashed by the
-    identity of ``fn``. Usable as a decorator.
+    indices as ints); ``leaf`` is an optimized leaf (an array; a Python-float parameter
+    comes as a ``ShapeDtypeStruct`` of shape ()). Compared and hashed by the identity of
+    ``fn``. Usable as a decorator.
     """
 
     __slots__ = ("fn",)
@@ -416,6 +417,8 @@ def _resolve(owner: str, selector: Any, ref: PyTree, kind: str) -> list[Any]:
             if not is_param(leaf):
                 labels.append(None)
                 continue
+            if isinstance(leaf, (float, complex)):  # a Python-number parameter
+                leaf = jax.ShapeDtypeStruct((), jnp.result_type(leaf))
             lab = selector.fn(path, leaf)
             if isinstance(lab, np.bool_):
                 lab = bool(lab)

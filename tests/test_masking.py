@@ -121,6 +121,18 @@ def test_prefix_mask_covers_whole_subtrees():
     assert selected(full) == {"encoder/w"}
 
 
+def test_predicate_gets_a_python_float_parameter_as_a_shape_dtype_struct():
+    # The predicate got the float itself: leaf.ndim raised AttributeError.
+    params = {"w": jnp.ones((2, 2)), "temperature": 1.0}
+    tx = gx.partition(
+        {"mat": gx.adam(1e-3), "vec": gx.sgd(1e-2)},
+        gx.where(lambda path, leaf: "mat" if leaf.ndim > 1 else "vec"),
+    )
+    state = tx.init(params)
+    u, _ = tx.update({"w": jnp.ones((2, 2)), "temperature": 2.0}, state, params)
+    np.testing.assert_allclose(float(u["temperature"]), -0.02, rtol=1e-6)  # sgd's label
+
+
 def test_predicate_mask_sees_path_tuple_and_leaf():
     seen = []
 
