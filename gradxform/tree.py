@@ -55,6 +55,9 @@ def global_norm(tree: PyTree) -> jax.Array:
 
 def _map2(fn, a: PyTree, b: PyTree, names: tuple[str, str]) -> PyTree:
     check_tree_structure(a, b, names=names)
+    # Integer arrays are refused (as by global_norm): passed through, a + b returned a.
+    _check_param_dtypes(a, names[0])
+    _check_param_dtypes(b, names[1])
     # Leaves that are not parameters (strings, ints, ...) on both sides pass through.
     return jax.tree_util.tree_map(
         lambda x, y: fn(x, y) if is_param(x) or is_param(y) else x, a, b, is_leaf=_is_none
@@ -72,9 +75,21 @@ def tree_sub(a: PyTree, b: PyTree) -> PyTree:
 
 
 def tree_scale(scalar: Any, tree: PyTree) -> PyTree:
-    """Leaf-wise scalar * x, keeping each leaf's dtype; non-parameter leaves pass through."""
+    """Leaf-wise scalar * x, keeping each leaf's dtype; non-parameter leaves pass through.
+
+    Integer arrays, and a complex scalar on real leaves (its imaginary part would be
+    dropped), are a TypeError."""
+    _check_param_dtypes(tree, "tree")
+    scalar = jnp.asarray(scalar)
+    if jnp.iscomplexobj(scalar) and any(
+        not jnp.iscomplexobj(x) for x in jax.tree_util.tree_leaves(tree) if is_param(x)
+    ):
+        raise TypeError(
+            f"tree_scale: complex scalar {scalar} on a tree with real leaves; keeping their "
+            "dtype would drop its imaginary part"
+        )
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(scalar).astype(jnp.result_type(x)) * x if is_param(x) else x, tree
+        lambda x: scalar.astype(jnp.result_type(x)) * x if is_param(x) else x, tree
     )
 
 
