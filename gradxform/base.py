@@ -188,8 +188,9 @@ def _concrete_number(value: Any) -> float | None:
     if isinstance(value, (np.ndarray, np.generic, jax.Array)) and not isinstance(
         value, jax.core.Tracer
     ):
-        if np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number):
-            return float(np.asarray(value).real)
+        dtype = np.asarray(value).dtype
+        if np.ndim(value) == 0 and np.issubdtype(dtype, np.number) and dtype.kind != "c":
+            return float(np.asarray(value))
     return None
 
 
@@ -775,7 +776,8 @@ class chain(GradientTransformation):  # noqa: N801
                 f"chain: name labels the chain and must be a string, got {name!r} (a member "
                 "cannot be called 'name')"
             )
-        reserved = [k for k in named if k in ("names", "states", "transforms")]
+        # Member names are also attributes (tx.adam, state.adam): none may shadow one.
+        reserved = [k for k in named if k in ("names", "states", "transforms", "init", "update")]
         if reserved:
             raise ValueError(f"chain: {reserved[0]!r} is reserved, choose another member name")
         all_tx = (*transforms, *named.values())
@@ -874,17 +876,26 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     check_params(updates, params)
     add_arrays = per_leaf(_add, jax.tree_util.tree_leaves(updates))
 
-    def add(p, u):
+    def add(path, p, u):
+        def refuse(why):
+            raise TypeError(f"apply_updates: at {jax.tree_util.keystr(path)}, {why}")
+
         if p is None and is_param(u):
             raise ValueError(
                 "apply_updates: an update is an array where the parameter is None; "
                 "check_tree_structure(params, updates) names the path"
             )
-        if not is_param(p) or u is None:
+        if _is_int_array(u):
+            refuse(f"the update has dtype {u.dtype}; updates must be floating or complex")
+        if u is None or not (is_param(p) or _is_int_array(p)):
             return p
+        if _is_int_array(p) and is_param(u):
+            refuse(f"the {p.dtype} parameter cannot take a {jnp.result_type(u)} update")
+        if jnp.iscomplexobj(u) and not jnp.iscomplexobj(p):
+            refuse("a complex update for a real parameter would lose its imaginary part")
         return add_arrays(jnp.asarray(p), u)
 
-    return jax.tree_util.tree_map(add, params, updates, is_leaf=_is_none)
+    return jax.tree_util.tree_map_with_path(add, params, updates, is_leaf=_is_none)
 
 
 def _add(p: jax.Array, u: Any) -> jax.Array:

@@ -197,7 +197,7 @@ def _expected_log_prob(logits: jax.Array, probs: jax.Array, axis: int) -> jax.Ar
     log_probs = _log_softmax(logits, axis)
     # A masked class (logit -inf) with probability 0 would give 0 * -inf = NaN; its true
     # contribution is 0. Zeroing log_probs (not the product) keeps gradients NaN-free.
-    masked = (probs == 0) & jnp.isneginf(log_probs)
+    masked = (probs == 0) & jnp.isneginf(logits)  # (a row of only such classes: 0)
     return jnp.sum(probs * jnp.where(masked, 0, log_probs), axis=axis)
 
 

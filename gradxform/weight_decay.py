@@ -18,6 +18,7 @@ from .base import (
     compute_dtype,
     empty_state,
     is_active,
+    is_param,
     landing_dtypes,
     map_updates,
     need_params,
@@ -36,10 +37,12 @@ def _freeze_mask(owner: str, mask: Any) -> Any:
         return mask
     for path, leaf in jax.tree_util.tree_flatten_with_path(mask, is_leaf=_is_none)[0]:
         if leaf is not None and not isinstance(leaf, bool):
+            hint = "pass a callable params -> mask for masks computed from arrays"
+            if isinstance(leaf, str) or type(leaf).__name__ in ("where", "match"):
+                hint = f"to select by pattern or predicate use gx.masked({owner}(...), selector)"
             raise TypeError(
                 f"{owner}: mask leaves must be Python bools (or None), got {leaf!r} at "
-                f"{jax.tree_util.keystr(path)}; pass a callable params -> mask for masks "
-                "computed from arrays"
+                f"{jax.tree_util.keystr(path) or '<root>'}; {hint}"
             )
     return StaticTree(mask)
 
@@ -52,6 +55,14 @@ def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
     # allow_none: inside masked/partition the params a transform sees are None where
     # another transform owns the leaf, while the user's mask still has a bool there.
     check_tree_structure(params, tree, names=("params", f"{owner} mask"), allow_none=True)
+    flat = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]
+    for (path, p), m in zip(flat, jax.tree_util.tree_leaves(tree, is_leaf=_is_none)):
+        boolean = isinstance(m, bool) or (hasattr(m, "dtype") and m.dtype == jnp.bool_)
+        if is_param(p) and not boolean:
+            raise TypeError(
+                f"{owner}: the mask has {m!r} at {jax.tree_util.keystr(path) or '<root>'}, "
+                "over a parameter; give True or False there"
+            )
     return tree
 
 

@@ -253,6 +253,8 @@ def test_chain_name_must_be_a_string_and_repr_round_trips():
         gx.chain(gx.clip(1.0), name=gx.sgd(0.5))
     with pytest.raises(ValueError, match="'states' is reserved"):
         gx.chain(states=gx.clip(1.0))
+    with pytest.raises(ValueError, match="'update' is reserved"):  # tx["update"] was the method
+        gx.chain(update=gx.clip(1.0))
     for tx in (
         gx.chain(opt=gx.scale_by_adam(), clip=gx.clip(1.0)),
         gx.chain(gx.clip(1.0), gx.clip(2.0), opt=gx.scale_by_adam()),
@@ -289,6 +291,19 @@ def test_weight_decay_mask_and_callable_mask():
         bad.update(g, bad.init(p), p)
     with pytest.raises(TypeError, match="mask leaves must be Python bools"):
         gx.add_decayed_weights(0.5, mask={"w": jnp.asarray(True)})
+    # None or a number over a parameter: named (it was a missing-state-slot error, or a
+    # shape error about the mask leaf); a pattern string points to gx.masked.
+    for bad, match in (
+        (lambda ps: {"w": True, "b": None}, r"mask has None at \['b'\], over a parameter"),
+        (lambda ps: {"w": True, "b": jnp.asarray(0.0)}, r"mask has Array\(0\., .* at \['b'\]"),
+    ):
+        tx = gx.add_decayed_weights(0.5, mask=bad)
+        with pytest.raises(TypeError, match=match):
+            tx.update(g, tx.init(p), p)
+    with pytest.raises(
+        TypeError, match=r"at <root>; to select by pattern or predicate use gx\.masked"
+    ):
+        gx.adamw(1e-3, weight_decay_mask="*/bias")
     # A callable mask computed from the values: traced under jit (it raised there).
     tx = gx.add_decayed_weights(0.5, mask=lambda ps: {k: jnp.max(v) > 1 for k, v in ps.items()})
     p = {"w": jnp.full(2, 2.0), "b": jnp.ones(2)}
@@ -426,3 +441,26 @@ def test_array_hyperparameters_of_the_other_float_width_under_x64():
             want = same.update(p, same.init(p), p)[0]
             np.testing.assert_allclose(u["w"], want["w"], rtol=1e-6)
             assert u["w"].dtype == p["w"].dtype
+
+
+def test_apply_updates_refuses_what_it_would_drop():
+    # Each of these was silently dropped, truncated or added as 1.0.
+    cases = [
+        ({"n": jnp.asarray([1, 2])}, {"n": jnp.ones(2)}, r"\['n'\], the int32 parameter"),
+        ({"x": jnp.ones(1)}, {"x": jnp.asarray([0.5 + 2j])}, r"\['x'\], a complex update"),
+        ({"x": jnp.ones(1)}, {"x": jnp.asarray([True])}, r"\['x'\], the update has dtype bool"),
+    ]
+    for params, updates, match in cases:
+        with pytest.raises(TypeError, match="apply_updates: at " + match):
+            gx.apply_updates(params, updates)
+    # Still fine: None updates, non-array leaves, integer params left alone.
+    p = {"x": jnp.ones(1), "n": jnp.asarray([1, 2]), "s": "name", "f": None}
+    out = gx.apply_updates(p, {"x": jnp.ones(1), "n": None, "s": "name", "f": None})
+    assert out["n"] is p["n"] and out["s"] == "name" and float(out["x"][0]) == 2.0
+
+
+def test_complex_hyperparameters_are_refused():
+    # A complex NumPy scalar passed validation and lost its imaginary part (a warning).
+    for value in (np.complex64(0.1 + 5j), jnp.asarray(0.1 + 5j), 0.1 + 5j):
+        with pytest.raises(TypeError, match="learning_rate must be a number or a schedule"):
+            gx.sgd(value)

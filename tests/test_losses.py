@@ -373,6 +373,17 @@ def test_softmax_ce_masked_class_with_zero_probability():
     assert_close(losses.softmax_cross_entropy(logits, probs), math.log(4.0))
     g = jax.grad(lambda v: losses.softmax_cross_entropy(v, probs))(logits)
     assert_close(g, [0.25 - 1.0, 0.75, 0.0])
+    # A fully padded row (every logit -inf, every probability 0) contributes 0; it was NaN.
+    raw = jnp.array([[0.0, 1.0], [3.0, 1.0]])
+    keep = jnp.array([[True, True], [False, False]])
+    labels = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+
+    def loss(r):
+        return losses.softmax_cross_entropy(jnp.where(keep, r, -jnp.inf), labels, reduction="sum")
+
+    assert_close(loss(raw), math.log(1 + math.e))
+    g = jax.grad(loss)(raw)
+    assert bool(jnp.all(jnp.isfinite(g))) and bool(jnp.all(g[1] == 0))
 
 
 def test_softmax_ce_integer_label_shape_errors():
