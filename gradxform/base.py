@@ -74,6 +74,16 @@ def _is_plain_callable(value: Any) -> bool:
     return callable(value) and not isinstance(value, Module)
 
 
+def value_or_id(x: Any) -> Any:
+    """A cache-key part for ``x``: its value if hashable, else its identity (the caller
+    keeps ``x`` alive while the key is in use, so the id stays ``x``'s)."""
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", id(x))
+    return ("value", x)
+
+
 @functools.cache
 def _field_kinds(cls: type) -> tuple[tuple[str, bool], ...]:
     # dataclasses.fields costs microseconds per call, and a transform passed to a jitted

@@ -194,30 +194,51 @@ def project(params: Any, lower: Any, upper: Any, owner: str = "project") -> Any:
 
 
 def check_bounds(owner: str, lower: Any, upper: Any, params: Any = None) -> None:
-    """Bounds are not NaN and lower <= upper, wherever both are concrete: scalars and
-    arrays at construction, trees once ``params`` gives their structure (``minimize`` and
-    the transforms' ``update`` pass it). Traced bounds cannot be checked."""
+    """Bounds are real numbers, not NaN, lower < inf, upper > -inf and lower <= upper,
+    wherever concrete: scalars and arrays at construction, trees once ``params`` gives
+    their structure (``minimize`` and the transforms' ``update`` pass it), where each
+    bound must also broadcast to its parameter's shape. Traced bounds cannot be checked."""
     if lower is None and upper is None:
         return
     if params is None:
         if any(isinstance(b, (dict, list, tuple)) for b in (lower, upper)):
             return
-        paths, lows, highs = [()], [lower], [upper]
+        paths, lows, highs, xs = [()], [lower], [upper], [None]
     else:
-        paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]]
+        pairs = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]
+        paths, xs = [p for p, _ in pairs], [x for _, x in pairs]
         lows = bound_leaves(lower, params, owner, "lower")
         highs = bound_leaves(upper, params, owner, "upper")
-    for path, a, b in zip(paths, lows, highs):
+    for path, a, b, x in zip(paths, lows, highs, xs):
         if isinstance(a, jax.core.Tracer) or isinstance(b, jax.core.Tracer):
             continue
         where = f" at {jax.tree_util.keystr(path)}" if path else ""
-        for name, v in (("lower", a), ("upper", b)):
-            if v is not None and np.any(np.isnan(np.asarray(v, float))):
+        for name, v, empty in (("lower", a, np.inf), ("upper", b, -np.inf)):
+            if v is None:
+                continue
+            arr = np.asarray(v)
+            if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+                raise TypeError(f"{owner}: {name} bound{where} must be real numbers, got {v!r}")
+            if np.any(np.isnan(arr)):
                 raise ValueError(f"{owner}: {name} bound{where} is NaN: {v!r}")
+            if np.any(arr == empty):
+                raise ValueError(f"{owner}: {name} bound{where} is {empty}: the box is empty")
+            if is_param(x) and not _broadcasts_to(arr.shape, np.shape(x)):
+                raise ValueError(
+                    f"{owner}: {name} bound{where} has shape {arr.shape}, which does not "
+                    f"broadcast to its parameter's {np.shape(x)}"
+                )
         if a is not None and b is not None and np.any(np.asarray(a) > np.asarray(b)):
             raise ValueError(
                 f"{owner}: lower must be <= upper{where}, got lower={a!r}, upper={b!r}"
             )
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def tree_diff(a: Any, b: Any) -> Any:

@@ -33,17 +33,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .base import _is_none, check_tree_structure, is_param
+from .base import _is_none, check_tree_structure, is_param, value_or_id
 
 __all__ = ["ParamLayout"]
-
-
-def _static_key(x: Any) -> Any:
-    try:
-        hash(x)
-    except TypeError:
-        return ("id", id(x))
-    return ("value", x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +121,7 @@ class ParamLayout:
     # Value equality and hashing (a layout is a static argument of jit). A non-optimized
     # leaf that is not hashable (an int array, say) is compared by identity.
     def _key(self) -> tuple:
-        return (self.treedef, self.slots, self.sizes, tuple(map(_static_key, self.others)))
+        return (self.treedef, self.slots, self.sizes, tuple(map(value_or_id, self.others)))
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, ParamLayout) and self._key() == other._key()

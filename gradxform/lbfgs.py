@@ -60,7 +60,7 @@ from .fullbatch import (
     tree_diff,
     vdot,
 )
-from .linesearch import backtracking_linesearch, zoom_linesearch
+from .linesearch import _LineSearch, backtracking_linesearch, zoom_linesearch
 
 __all__ = ["LbfgsState", "scale_by_lbfgs", "lbfgs"]
 
@@ -127,6 +127,9 @@ class scale_by_lbfgs(GradientTransformation):  # noqa: N801
 
     def __post_init__(self):
         check_int("scale_by_lbfgs", "memory_size", self.memory_size, 1)
+        if not isinstance(self.scale_init_hessian, bool):
+            got = self.scale_init_hessian
+            raise TypeError(f"scale_by_lbfgs: scale_init_hessian must be a bool, got {got!r}")
         check_bounds("scale_by_lbfgs", self.lower, self.upper)
 
     def init(self, params):
@@ -240,16 +243,26 @@ def lbfgs(
     with SciPy L-BFGS-B's constants c1 = 1e-4, c2 = 0.9, at most 20 evaluations, first
     step 1 / ||g|| then 1. With bounds: chain(scale_by_lbfgs(..., lower, upper),
     backtracking_linesearch(lower=lower, upper=upper)) (projected Armijo search; a
-    ``backtracking_linesearch`` given as ``linesearch`` gets the bounds). Parameters
-    should start inside the box. Needs value, grad and value_fn in ``update``; see
-    ``gx.minimize``.
+    ``backtracking_linesearch`` given as ``linesearch`` gets the bounds, and one given
+    with its own bounds, none here, passes them to the direction). Parameters should
+    start inside the box (``gx.minimize`` projects the start). Needs value, grad and
+    value_fn in ``update``; see ``gx.minimize``.
     """
     bounded = lower is not None or upper is not None
-    if linesearch is None:
+    if linesearch is not None and not isinstance(linesearch, _LineSearch):
+        raise TypeError(
+            "lbfgs: linesearch must be a zoom_linesearch or backtracking_linesearch, got "
+            f"{linesearch!r}"
+        )
+    if not bounded and linesearch is not None:
+        # A bounded search given alone: the direction must know the box too (without it
+        # L-BFGS pushes into the bounds and the projected step does not move).
+        lower, upper = getattr(linesearch, "lower", None), getattr(linesearch, "upper", None)
+    elif linesearch is None:
         linesearch = backtracking_linesearch(lower=lower, upper=upper) if bounded else (
             zoom_linesearch()
         )  # fmt: skip
-    elif bounded:
+    else:
         if not isinstance(linesearch, backtracking_linesearch):
             raise ValueError(
                 "lbfgs: box constraints need a backtracking_linesearch (projected Armijo "

@@ -109,8 +109,9 @@ def _f_tol(approx_rtol: Any, phi0: jax.Array, dt) -> jax.Array:
 
 def _approx(f_t, slope_t, phi0, slope0, c1, f_tol):
     """Approximate sufficient decrease (Hager & Zhang 2005): f within rounding of f(x) and
-    the slope at the trial <= (2 c1 - 1) times the initial slope (both along the step)."""
-    return (f_t <= phi0 + f_tol) & (slope_t <= (2 * c1 - 1) * slope0)
+    the slope at the trial <= (2 c1 - 1) times the initial slope (both along the step).
+    Off when the tolerance is 0 (approx_rtol=0, or f(x) = 0: no rounding to allow for)."""
+    return (f_tol > 0) & (f_t <= phi0 + f_tol) & (slope_t <= (2 * c1 - 1) * slope0)
 
 
 class _LineSearch(GradientTransformation):
@@ -287,14 +288,17 @@ class backtracking_linesearch(_LineSearch):  # noqa: N801
             t = c["t"]
             x_t = trial_point(t)
             f_t, g_t, aux_t = evaluate(x_t)
+            moved = True
             if lower is not None or upper is not None:  # along the projection arc
                 step = tree_diff(x_t, params)
                 slope0, slope_t = vdot(g0, step, dt), vdot(g_t, step, dt)
+                # A trial the bounds stop entirely passes Armijo with equality: reject it.
+                moved = vdot(step, step, dt) > 0
             else:
                 slope0, slope_t = t * dphi0, t * vdot(g_t, updates, dt)
             armijo = f_t <= phi0 + c1 * slope0
             ok = armijo | _approx(f_t, slope_t, phi0, slope0, c1, f_tol)
-            ok &= jnp.isfinite(f_t) & jnp.isfinite(slope_t)  # -inf passes Armijo
+            ok &= jnp.isfinite(f_t) & jnp.isfinite(slope_t) & moved  # -inf passes Armijo
             n = c["n"] + 1
             return dict(
                 n=n,

@@ -20,12 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import _is_none, apply_updates, chain, check_hparam, is_param
+from .base import _is_none, apply_updates, chain, check_hparam, is_param, value_or_id
 from .fullbatch import (
     bound_leaves,
     cast_like,
     check_bounds,
     check_int,
+    check_real,
     grad_slots,
     max_abs,
     project,
@@ -132,14 +133,24 @@ def _grad_norm(params, grad, ls, dt):
 
 def _run(fun, params, tx, max_steps, tol, ftol, has_aux, return_state):
     owner = "minimize"
+    check_real(params, owner)  # whatever tx: the value is compared and decreases
     ls = _find_linesearch(tx)
+    lower, upper = getattr(ls, "lower", None), getattr(ls, "upper", None)
+    # Start from the projection onto the box, as SciPy's L-BFGS-B does: from outside it,
+    # the first projected step would jump while value and gradient belong to x0.
+    params = project(params, lower, upper, owner)
     dt = real_dtype(params)
     slots = grad_slots(params)
 
     def checked(p):
         out = fun(p)
         if has_aux != isinstance(out, tuple):
-            got = "a tuple" if isinstance(out, tuple) else "a scalar"
+            if isinstance(out, tuple):
+                got = "a tuple"
+            elif hasattr(out, "shape") or isinstance(out, (int, float)):
+                got = "a scalar"
+            else:
+                got = f"a {type(out).__name__}"
             raise TypeError(
                 f"minimize: has_aux={has_aux} but fun returned {got}; with has_aux=True fun "
                 "must return (value, aux), else a scalar"
@@ -200,7 +211,7 @@ def _run(fun, params, tx, max_steps, tol, ftol, has_aux, return_state):
         updates, s_new = tx.update(g, s, x, value=f, grad=g, value_fn=checked)
         x_new = apply_updates(x, updates)
         if ls is not None:
-            x_new = project(x_new, getattr(ls, "lower", None), getattr(ls, "upper", None))
+            x_new = project(x_new, lower, upper)
             ls_state = _linesearch_state(s_new)
             f_new, g_new, a_new = ls_state.value, ls_state.grad, ls_state.aux
             n_new = ls_state.num_evals
@@ -354,6 +365,26 @@ def _run_flat(
 
 _run_jit = jax.jit(_run_flat, static_argnums=(0, 6, 7, 8, 9))
 
+_UNHASHABLE: dict[tuple, tuple[Any, Any, Callable]] = {}
+
+
+def _unhashable_jit(fun, treedef, static, has_aux, return_state) -> Callable:
+    """The loop jitted for an objective (or non-array params leaves) that cannot be a
+    static argument, e.g. a dataclass or Equinox module holding arrays: cached by
+    identity, as jit caches a plain function, so the same object does not recompile."""
+    statics = () if static is None else tuple(x for _, x in static[1])
+    params_def = None if static is None else static[0]
+    key = (id(fun), tuple(map(value_or_id, statics)), treedef, params_def, has_aux, return_state)
+    hit = _UNHASHABLE.get(key)
+    if hit is not None:
+        return hit[2]
+    flags = dict(has_aux=has_aux, return_state=return_state)
+    run = jax.jit(functools.partial(_run_flat, fun, tx_treedef=treedef, static=static, **flags))
+    if len(_UNHASHABLE) >= 16:
+        _UNHASHABLE.pop(next(iter(_UNHASHABLE)))
+    _UNHASHABLE[key] = (fun, statics, run)  # holds them: their ids stay theirs
+    return run
+
 
 def minimize(
     fun: Callable,
@@ -430,8 +461,7 @@ def minimize(
     try:
         hash((fun, static))
     except TypeError:
-        flags = dict(has_aux=bool(has_aux), return_state=bool(return_state))
-        run = jax.jit(functools.partial(_run_flat, fun, tx_treedef=treedef, static=static, **flags))
+        run = _unhashable_jit(fun, treedef, static, bool(has_aux), bool(return_state))
         res = run(dynamic, leaves, *numbers)
     else:
         flags = (bool(has_aux), bool(return_state))

@@ -8,6 +8,7 @@ recorded numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -666,3 +667,130 @@ def test_same_minimum_as_scipy_in_at_most_1_5x_iterations(name, method):
         assert int(r.num_steps) <= 1.5 * ref.nit
         np.testing.assert_allclose(float(r.value), ref.fun, rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(np.asarray(r.params), ref.x, atol=2e-3)
+
+
+# --------------------------------------------------------------------------------------
+# Review fixes
+
+
+def test_a_bounded_search_given_alone_passes_its_bounds_to_lbfgs():
+    # lbfgs(linesearch=backtracking_linesearch(lower=0)) left the direction unbounded: the
+    # projected step did not move, the search called that SUCCESS and minimize CONVERGED
+    # at [2.986, 0] with a projected gradient of 0.13.
+    with jax.enable_x64(True):
+        h = jnp.array([[0.68, 0.09], [0.09, 4.75]])
+        b = jnp.array([1.9, -6.6])
+
+        def f(x):
+            return 0.5 * x @ h @ x - b @ x
+
+        x0 = jnp.array([0.1, 0.7])
+        bounded_search = gx.backtracking_linesearch(lower=0.0)
+        alone = gx.minimize(f, x0, gx.lbfgs(linesearch=bounded_search), tol=1e-9)
+        ref = gx.minimize(f, x0, gx.lbfgs(lower=0.0), tol=1e-9)
+        # Box minimum: x1 = 0, x0 = 1.9 / 0.68.
+        for r in (alone, ref):
+            assert int(r.status) == gx.MinimizeStatus.CONVERGED
+            np.testing.assert_allclose(r.params, [1.9 / 0.68, 0.0], atol=1e-8)
+        # The search alone: a trial the bounds stop entirely is no step (FAILED).
+        ls = gx.backtracking_linesearch(lower=0.0)
+
+        def g(x):
+            return x[0] + (x[1] - 0.05) ** 2
+
+        x = jnp.zeros(2)
+        v, gr = jax.value_and_grad(g)(x)
+        u, s = ls.update(jnp.array([-1.5, -0.4]), ls.init(x), x, value=v, grad=gr, value_fn=g)
+        assert int(s.status) == gx.LineSearchStatus.FAILED
+        np.testing.assert_array_equal(u, [0.0, 0.0])
+    with pytest.raises(TypeError, match="lbfgs: linesearch must be a zoom_linesearch"):
+        gx.lbfgs(linesearch=gx.adam(1.0))
+
+
+def test_minimize_starts_from_the_projection_onto_the_box():
+    # From outside the box it returned the projected point with x0's value and gradient.
+    with jax.enable_x64(True):
+        c = jnp.array([1.0, 2.0, 3.0])
+
+        def f(x):
+            return jnp.sum((x - c) ** 2) + 0.1 * jnp.sum(x**4)
+
+        r = gx.minimize(f, jnp.zeros(3), gx.lbfgs(lower=2.5))
+        np.testing.assert_array_equal(r.params, [2.5, 2.5, 2.5])  # the box minimum
+        assert float(r.value) == float(f(r.params))
+        np.testing.assert_array_equal(r.grad, jax.grad(f)(r.params))
+        assert int(r.status) == gx.MinimizeStatus.CONVERGED
+
+
+def test_approx_rtol_zero_turns_the_approximate_test_off():
+    # Both searches accepted a step failing Armijo (f = -0.1 against <= -0.5) with
+    # approx_rtol=0, which the docs say disables the approximate test.
+    with jax.enable_x64(True):
+
+        def f(x):
+            return jnp.sum(-x + 1.9 * x**2 - x**3)
+
+        x0 = jnp.zeros(1)
+        v, g = jax.value_and_grad(f)(x0)
+        for ls in (
+            gx.backtracking_linesearch(c1=0.5, approx_rtol=0.0),
+            gx.zoom_linesearch(c1=0.5, c2=0.9, approx_rtol=0.0),
+        ):
+            tx = gx.chain(gx.scale(-1.0), ls)
+            u, st = tx.update(g, tx.init(x0), x0, value=v, grad=g, value_fn=f)
+            assert int(st[-1].status) == gx.LineSearchStatus.SUCCESS
+            assert float(f(x0 + u)) <= float(v) + 0.5 * float(jnp.vdot(g, u))
+
+
+def test_minimize_refuses_complex_params_whatever_the_transform():
+    for tx in (gx.adam(0.1), gx.sgd(0.1), gx.lbfgs()):
+        with pytest.raises(TypeError, match="minimize: complex parameter at <root>"):
+            gx.minimize(lambda z: jnp.sum(jnp.abs(z) ** 2), jnp.ones(2, jnp.complex64), tx)
+
+
+def test_an_unhashable_objective_compiles_once():
+    # A dataclass objective (no __hash__) was traced and compiled on every call.
+    traces = []
+
+    @dataclasses.dataclass
+    class Objective:
+        scale: float
+
+        def __call__(self, x):
+            traces.append(None)
+            return self.scale * jnp.sum((x - 2.0) ** 2)
+
+    obj = Objective(3.0)
+    for _ in range(3):
+        r = gx.minimize(obj, jnp.zeros(3), gx.lbfgs())
+        np.testing.assert_allclose(r.params, 2.0, rtol=1e-5)
+    first = len(traces)
+    gx.minimize(obj, jnp.zeros(3), gx.lbfgs())
+    assert len(traces) == first and first > 0
+
+
+def test_bad_bounds_and_options_are_named():
+    x0 = jnp.zeros(3)
+
+    def f(x):
+        return jnp.sum(x**2)
+
+    cases = [
+        (lambda: gx.lbfgs(lower="0"), TypeError, "lower bound must be real numbers"),
+        (lambda: gx.lbfgs(upper=1j), TypeError, "upper bound must be real numbers"),
+        (lambda: gx.lbfgs(lower=jnp.inf), ValueError, "lower bound is inf: the box is empty"),
+        (
+            lambda: gx.minimize(f, x0, gx.lbfgs(upper=jnp.ones((2, 1)))),
+            ValueError,
+            r"upper bound has shape \(2, 1\), which does not broadcast to its parameter's \(3,\)",
+        ),
+        (lambda: gx.lbfgs(scale_init_hessian="no"), TypeError, "must be a bool, got 'no'"),
+        (
+            lambda: gx.minimize(lambda x: [f(x), 0], x0, gx.lbfgs(), has_aux=True),
+            TypeError,
+            "has_aux=True but fun returned a list",
+        ),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
