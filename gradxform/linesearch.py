@@ -6,7 +6,9 @@ A line search is the last member of a chain. It receives a descent direction d a
 picks a step alpha along phi(alpha) = f(x + alpha d), emits ``alpha * d`` and records in
 its state the value, gradient and aux at the new point, so the caller can reuse them
 instead of evaluating f again (``gx.minimize`` does). Each evaluation of ``value_fn``
-computes the value and the gradient together.
+computes the value and the gradient together. An optional ``aux`` keyword gives
+value_fn's aux at x (the state's aux if the search takes no step; otherwise the
+previous update's is used, or zeros of its structure on the first).
 
 Initial trial step alpha_0: on the first update (and after a failed one) initial_step /
 ||d||, as SciPy's L-BFGS-B; afterwards ``initial_guess="unit"`` takes initial_step
@@ -88,7 +90,8 @@ class LineSearchState(NamedTuple):
     step_size: jax.Array  # scalar: step alpha taken by the last update (0 when it failed)
     value: jax.Array  # scalar: f at the new point params + update (inf before any update)
     grad: Any  # like params: gradient at the new point
-    aux: Any  # value_fn's aux at the new point (None until value_fn returns one)
+    aux: Any  # value_fn's aux at the new point (None until value_fn returns one; zeros
+    # after a first update that took no step, unless update got aux=value_fn's aux at params)
     prev_value: jax.Array  # scalar: f at the start of the last update (initial-step guess)
     num_evals: jax.Array  # int32 scalar: evaluations of value_fn in the last update
     status: jax.Array  # int32 scalar: LineSearchStatus of the last update
@@ -162,7 +165,11 @@ class _LineSearch(GradientTransformation):
         phi0 = jnp.asarray(extra["value"]).astype(dt)
         g0 = cast_like(extra["grad"], state.grad)
         dphi0 = vdot(g0, updates, dt)
-        aux0 = state.aux if state.aux is not None else aux_placeholder(value_fn, params, owner)
+        # The aux at params: given (aux=...), else the last update's, else zeros of its
+        # structure (a first update that takes no step then reports those zeros).
+        aux0 = extra.get("aux")
+        if aux0 is None:
+            aux0 = state.aux if state.aux is not None else aux_placeholder(value_fn, params, owner)
 
         def evaluate(x):
             f, g, aux = value_and_grad(value_fn, x, owner)

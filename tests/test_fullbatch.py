@@ -794,3 +794,17 @@ def test_bad_bounds_and_options_are_named():
     for call, error, match in cases:
         with pytest.raises(error, match=match):
             call()
+
+
+def test_aux_of_a_first_update_that_takes_no_step():
+    # The state held zeros of aux's structure; with aux= it holds the aux at params.
+    def fn(x):
+        return jnp.sum(x**2), {"norm": jnp.sqrt(jnp.sum(x**2))}
+
+    x = jnp.array([3.0, 4.0])
+    (v, aux), g = jax.value_and_grad(fn, has_aux=True)(x)
+    for ls in (gx.zoom_linesearch(), gx.backtracking_linesearch()):
+        _, s = ls.update(g, ls.init(x), x, value=v, grad=g, value_fn=fn)  # ascent: no step
+        assert int(s.status) == gx.LineSearchStatus.NOT_DESCENT and float(s.aux["norm"]) == 0
+        _, s = ls.update(g, ls.init(x), x, value=v, grad=g, value_fn=fn, aux=aux)
+        assert float(s.aux["norm"]) == 5.0
