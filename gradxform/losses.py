@@ -69,7 +69,16 @@ def _float_dtype(*arrays: jax.Array) -> Any:
     # Standard rules regardless of the global jax_numpy_dtype_promotion: mixing float
     # logits with integer labels is normal here, and the inputs are then cast explicitly.
     with jax.numpy_dtype_promotion("standard"):
-        return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
+        dtype = jnp.result_type(*arrays)
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(f"losses take real inputs, got {dtype}")
+        return jnp.promote_types(dtype, jnp.float32)
+
+
+def _check_scalar(name: str, value: Any) -> None:
+    # A per-element value would broadcast against the loss and change its shape.
+    if jnp.ndim(value) != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
 
 
 def _is_concrete(x: Any) -> bool:
@@ -99,23 +108,11 @@ def _residual(predictions: ArrayLike, targets: ArrayLike | None) -> jax.Array:
 @jax.jit
 def _huber_kernel(r: jax.Array, delta: jax.Array) -> jax.Array:
     abs_r = jnp.abs(r)
-    # Both branches are finite everywhere, so jnp.where cannot leak NaN gradients; the
-    # quadratic branch uses r*r (not |r|) so the gradient at r == 0 is exactly 0.
-    return jnp.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta))
-
-
-@jax.custom_jvp
-def _softplus(x: jax.Array) -> jax.Array:
-    """log(1 + e^x), with exp only ever seeing -|x| <= 0 so it cannot overflow."""
-    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
-
-
-@_softplus.defjvp
-def _softplus_jvp(primals, tangents):
-    (x,), (x_dot,) = primals, tangents
-    # Autodiff through max/abs at x == 0 takes d|x|/dx = 1 and d max/dx = 1/2, which sum
-    # to 0 instead of sigmoid(0) = 1/2; state the exact derivative instead.
-    return _softplus(x), jax.nn.sigmoid(x) * x_dot
+    # One expression, no jnp.where: a discarded quadratic branch would give 0 * inf = NaN
+    # in the gradient at an infinite residual. Equal to 0.5 r^2 for |r| <= delta and
+    # delta (|r| - delta / 2) beyond; the gradient is r, then delta sign(r) (0 at r = 0).
+    quadratic = jnp.minimum(abs_r, delta)
+    return 0.5 * quadratic * quadratic + delta * (abs_r - quadratic)
 
 
 def _sigmoid_bce(logits: ArrayLike, labels: ArrayLike, labels_name: str) -> jax.Array:
@@ -126,11 +123,26 @@ def _sigmoid_bce(logits: ArrayLike, labels: ArrayLike, labels_name: str) -> jax.
     return _sigmoid_bce_kernel(logits.astype(dtype), labels.astype(dtype))
 
 
-@jax.jit
-def _sigmoid_bce_kernel(x: jax.Array, y: jax.Array) -> jax.Array:
+@jax.custom_jvp
+def _sigmoid_bce_elementwise(x: jax.Array, y: jax.Array) -> jax.Array:
     # -(y log s + (1-y) log(1-s)) with s = sigmoid(x) equals softplus(x) - x*y; this
-    # never forms log(0) for saturated logits, so +-1000 stays finite and exact.
-    return _softplus(x) - x * y
+    # never forms log(0) for saturated logits, so +-1000 stays finite. Summed as
+    # (max(x, 0) - x*y) + log1p(exp(-|x|)): the first part is exactly 0 for a confident
+    # correct prediction, so its small loss is not lost to rounding against x.
+    return (jnp.maximum(x, 0) - x * y) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@_sigmoid_bce_elementwise.defjvp
+def _sigmoid_bce_jvp(primals, tangents):
+    (x, y), (x_dot, y_dot) = primals, tangents
+    # The exact derivatives: autodiff through max/abs at x == 0 takes d|x|/dx = 1 and
+    # d max/dx = 1/2, which give -y instead of sigmoid(0) - y. d/dx = sigmoid(x) - y,
+    # d/dy = -x.
+    out = _sigmoid_bce_elementwise(x, y)
+    return out, (jax.nn.sigmoid(x) - y) * x_dot - x * y_dot
+
+
+_sigmoid_bce_kernel = jax.jit(_sigmoid_bce_elementwise)
 
 
 def _log_softmax(x: jax.Array, axis: int) -> jax.Array:
@@ -140,7 +152,10 @@ def _log_softmax(x: jax.Array, axis: int) -> jax.Array:
     # shift cancels exactly in the result, so it needs no gradient.
     shift = jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0))
     shifted = x - shift
-    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+    total = jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True)
+    # Only an all -inf slice sums to 0 (elsewhere the max contributes exp(0) = 1): its
+    # log-probabilities are -inf either way, and log(1) keeps its gradient finite.
+    return shifted - jnp.log(jnp.where(total > 0, total, 1))
 
 
 def _categorical_log_prob(logits: ArrayLike, labels: ArrayLike, axis: int) -> jax.Array:
@@ -148,6 +163,8 @@ def _categorical_log_prob(logits: ArrayLike, labels: ArrayLike, axis: int) -> ja
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     if logits.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"axis must be an integer (the class axis), got axis={axis!r}")
     if not -logits.ndim <= axis < logits.ndim:
         raise ValueError(f"axis={axis} is out of range for logits with shape {logits.shape}")
     axis = axis % logits.ndim
@@ -182,6 +199,9 @@ def _categorical_log_prob(logits: ArrayLike, labels: ArrayLike, axis: int) -> ja
 @functools.partial(jax.jit, static_argnames="axis")
 def _log_prob_of_ids(logits: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
     num_classes = logits.shape[axis]
+    if jnp.dtype(labels.dtype).itemsize < 4:
+        # num_classes would wrap in uint8/int16 (300 -> 44): compare and index in int32.
+        labels = labels.astype(jnp.int32)
     index = jnp.expand_dims(labels, axis)
     in_range = (index >= 0) & (index < num_classes)
     picked = jnp.take_along_axis(
@@ -337,6 +357,7 @@ def huber_loss(
     Equivalent to torch ``nn.HuberLoss(reduction=..., delta=delta)``; with
     ``reduction="none"``, to ``optax.huber_loss(..., delta=delta)``.
     """
+    _check_scalar("delta", delta)
     if _is_concrete(delta) and not np.all(np.asarray(delta) > 0):
         raise ValueError(f"delta must be > 0, got delta={delta!r}")
     r = _residual(predictions, targets)
@@ -383,6 +404,7 @@ def gaussian_nll(
     """
     mean, targets, variance = map(jnp.asarray, (mean, targets, variance))
     _check_same_shape(mean, "mean", targets, "targets")
+    _check_scalar("eps", eps)
     variance = _variance_like(variance, mean.shape)
     if _is_concrete(variance) and variance.size:
         smallest = np.min(np.asarray(variance))

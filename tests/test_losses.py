@@ -613,3 +613,63 @@ def test_jit_with_integer_labels_and_static_reduction():
 
 def test_x64_is_not_enabled_globally():
     assert jnp.asarray(1.0).dtype == jnp.float32
+
+
+# --------------------------------------------------------------------------------------
+# Review fixes
+
+
+def test_small_integer_label_dtypes():
+    # num_classes wrapped in the label dtype (300 -> 44 in uint8): valid ids gave NaN.
+    logits = jnp.arange(300.0) / 300.0
+    lse = math.log(sum(math.exp(i / 300.0) for i in range(300)))
+    for dtype in (jnp.uint8, jnp.int16, jnp.uint16):
+        labels = jnp.asarray([200, 100], dtype)
+        got = losses.softmax_cross_entropy(jnp.stack([logits, logits]), labels, reduction="none")
+        assert_close(got, [lse - 200 / 300.0, lse - 100 / 300.0])
+
+
+def test_fully_padded_row_has_a_finite_gradient():
+    # Its value was already 0, but the gradient through log(0) was NaN for the batch.
+    w = jnp.array([0.5, -0.5, 0.0])
+    keep = jnp.array([[True, True, False], [False, False, False]])
+    labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+
+    def loss(w):
+        logits = jnp.where(keep, jnp.stack([w, w]), -jnp.inf)
+        return losses.softmax_cross_entropy(logits, labels, reduction="sum")
+
+    s = 1 / (1 + math.exp(-1.0))  # softmax of (0.5, -0.5): (s, 1 - s)
+    assert_close(loss(w), -math.log(s))
+    assert_close(jax.grad(loss)(w), [s - 1, 1 - s, 0.0])
+
+
+def test_bce_keeps_the_small_loss_of_a_confident_correct_prediction():
+    # softplus(x) - x*y rounded x + tiny - x to 0: logit 20, label 1 gave 0, not 2.1e-9.
+    x = jnp.array([17.0, 20.0, 30.0, -30.0])
+    y = jnp.array([1.0, 1.0, 1.0, 0.0])
+    want = [math.log1p(math.exp(-17.0)), math.log1p(math.exp(-20.0))]
+    want += [math.log1p(math.exp(-30.0))] * 2
+    assert_close(losses.sigmoid_binary_cross_entropy(x, y, reduction="none"), want)
+    # Gradient sigmoid(x) - y, exact at 0 too.
+    assert_close(
+        jax.grad(lambda v: losses.sigmoid_binary_cross_entropy(v, jnp.ones(1)))(jnp.zeros(1)),
+        [-0.5],
+    )
+
+
+def test_huber_gradient_at_an_infinite_residual():
+    r = jnp.array([0.5, jnp.inf, -jnp.inf])
+    g = jax.grad(lambda p: jnp.sum(losses.huber_loss(p, reduction="none")))(r)
+    assert_close(g, [0.5, 1.0, -1.0])
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(TypeError, match="losses take real inputs, got complex64"):
+        losses.squared_error(jnp.asarray([1j], jnp.complex64))
+    with pytest.raises(ValueError, match=r"delta must be a scalar, got shape \(3, 1\)"):
+        losses.huber_loss(jnp.ones(3), delta=jnp.ones((3, 1)))
+    with pytest.raises(ValueError, match=r"eps must be a scalar, got shape \(2, 1\)"):
+        losses.gaussian_nll(jnp.zeros(3), jnp.ones(3), jnp.ones(3), eps=jnp.ones((2, 1)))
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        losses.softmax_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 1]), axis=None)
