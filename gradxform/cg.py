@@ -40,7 +40,6 @@ from .base import (
 )
 from .fullbatch import (
     cast_like,
-    check_int,
     check_real,
     grad_slots,
     real_dtype,
@@ -50,6 +49,7 @@ from .fullbatch import (
     vdot,
 )
 from .linesearch import _LineSearch, zoom_linesearch
+from .wrappers import check_int
 
 __all__ = ["CgState", "scale_by_conjugate_gradient", "conjugate_gradient"]
 
@@ -87,7 +87,7 @@ class scale_by_conjugate_gradient(GradientTransformation):  # noqa: N801
         if self.method not in METHODS:
             raise ValueError(f"{o}: method must be one of {METHODS}, got {self.method!r}")
         if self.restart_every is not None:
-            check_int(o, "restart_every", self.restart_every, 1)
+            check_int(o, "restart_every", self.restart_every, low=1)
         if self.restart_threshold is not None:
             nu = self.restart_threshold
             check_hparam(o, "restart_threshold", nu, low=0, high=1, low_open=True)

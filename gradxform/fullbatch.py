@@ -16,7 +16,6 @@ import numpy as np
 
 from .base import (
     _is_none,
-    check_hparam,
     check_tree_structure,
     compute_dtype,
     is_param,
@@ -97,12 +96,21 @@ def grad_slots(params: Any) -> Any:
 
 
 def cast_like(tree: Any, like: Any) -> Any:
-    return jax.tree_util.tree_map(
-        lambda x, s: None if s is None else jnp.asarray(x).astype(s.dtype),
-        tree,
-        like,
-        is_leaf=_is_none,
-    )
+    """``tree``'s leaves in ``like``'s dtypes (None where ``like`` has None)."""
+
+    def cast(path, x, s):
+        if s is None:
+            return None
+        if x is None:
+            raise ValueError(
+                f"a full-batch transform got None at {jax.tree_util.keystr(path)}, where the "
+                "parameter is an array: L-BFGS, CG and line searches need every parameter's "
+                "gradient; to leave some fixed, make them None in params or wrap the "
+                "transform in gx.masked / gx.partition"
+            )
+        return jnp.asarray(x).astype(s.dtype)
+
+    return jax.tree_util.tree_map_with_path(cast, tree, like, is_leaf=_is_none)
 
 
 def split_output(out: Any, owner: str) -> tuple[jax.Array, Any]:
@@ -264,9 +272,3 @@ def check_same_arrays(x_leaves: list, g_leaves: list, params: Any, owner: str) -
                 f"{owner}: updates (the gradient) must have an array exactly where params has "
                 f"one; they differ at {jax.tree_util.keystr(path) or '<root>'}"
             )
-
-
-def check_int(owner: str, name: str, value: Any, low: int) -> None:
-    check_hparam(owner, name, value, low=low)
-    if not isinstance(value, jax.core.Tracer) and float(value) != int(value):
-        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")

@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .base import _is_none, check_tree_structure, is_param, value_or_id
 
@@ -57,7 +58,9 @@ class ParamLayout:
     @classmethod
     def of(cls, params: Any, pad_to: int = 1) -> ParamLayout:
         """The layout of ``params`` (arrays or ShapeDtypeStructs); groups by dtype."""
-        if not (isinstance(pad_to, int) and pad_to >= 1):
+        if not (isinstance(pad_to, (int, np.integer)) and not isinstance(pad_to, bool)) or (
+            pad_to < 1
+        ):
             raise ValueError(f"ParamLayout.of: pad_to must be an integer >= 1, got {pad_to!r}")
         leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
         offsets: dict[str, int] = {}
@@ -79,7 +82,15 @@ class ParamLayout:
         """Pack ``params`` (laid out as this layout) into ``{dtype name: 1-D array}``."""
         leaves = self.treedef.flatten_up_to(params)
         parts: dict[str, list] = {g: [] for g, _ in self.sizes}
-        for leaf, slot in zip(leaves, self.slots):
+        for j, (leaf, slot) in enumerate(zip(leaves, self.slots)):
+            if slot is None and is_param(leaf):
+                # It would be dropped: not in any buffer, unflatten gives the stored leaf.
+                pairs = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]
+                raise ValueError(
+                    f"ParamLayout.flatten: the leaf at {jax.tree_util.keystr(pairs[j][0])} is "
+                    "a float array, but the layout was built with a leaf that is not "
+                    "optimized there; build a new layout"
+                )
             if slot is not None:
                 arr = jnp.asarray(leaf)
                 if arr.shape != slot.shape or arr.dtype.name != slot.group:

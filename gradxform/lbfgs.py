@@ -52,7 +52,6 @@ from .fullbatch import (
     bound_leaves,
     cast_like,
     check_bounds,
-    check_int,
     check_real,
     check_same_arrays,
     grad_slots,
@@ -61,6 +60,7 @@ from .fullbatch import (
     vdot,
 )
 from .linesearch import _LineSearch, backtracking_linesearch, zoom_linesearch
+from .wrappers import check_int
 
 __all__ = ["LbfgsState", "scale_by_lbfgs", "lbfgs"]
 
@@ -126,7 +126,7 @@ class scale_by_lbfgs(GradientTransformation):  # noqa: N801
     upper: Any = None
 
     def __post_init__(self):
-        check_int("scale_by_lbfgs", "memory_size", self.memory_size, 1)
+        check_int("scale_by_lbfgs", "memory_size", self.memory_size, low=1)
         if not isinstance(self.scale_init_hessian, bool):
             got = self.scale_init_hessian
             raise TypeError(f"scale_by_lbfgs: scale_init_hessian must be a bool, got {got!r}")

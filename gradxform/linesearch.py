@@ -54,7 +54,6 @@ from .fullbatch import (
     bound_leaves,
     cast_like,
     check_bounds,
-    check_int,
     check_real,
     grad_slots,
     project,
@@ -66,6 +65,7 @@ from .fullbatch import (
     vdot,
 )
 from .scaling import scale
+from .wrappers import check_int
 
 __all__ = [
     "LineSearchStatus",
@@ -122,7 +122,7 @@ class _LineSearch(GradientTransformation):
 
     def _check_shared_fields(self, owner: str) -> None:
         """Validates the fields both searches have (``_inputs`` uses most of them)."""
-        check_int(owner, "max_evals", self.max_evals, 1)
+        check_int(owner, "max_evals", self.max_evals, low=1)
         check_hparam(owner, "initial_step", self.initial_step, low=0, low_open=True)
         check_hparam(owner, "max_step_size", self.max_step_size, low=0, low_open=True)
         if self.initial_guess not in _GUESSES:

@@ -25,7 +25,6 @@ from .fullbatch import (
     bound_leaves,
     cast_like,
     check_bounds,
-    check_int,
     check_real,
     grad_slots,
     max_abs,
@@ -36,6 +35,7 @@ from .fullbatch import (
     value_and_grad,
 )
 from .linesearch import LineSearchState, LineSearchStatus, _LineSearch
+from .wrappers import check_int
 
 try:  # the one way to tell a trace from eager execution without running an op
     from jax._src.core import trace_state_clean as _trace_state_clean
@@ -444,7 +444,7 @@ def minimize(
     if numbers is None:
         # The loop counts steps in int32.
         check_hparam("minimize", "max_steps", max_steps, low=0, high=np.iinfo(np.int32).max)
-        check_int("minimize", "max_steps", max_steps, 0)
+        check_int("minimize", "max_steps", max_steps, low=0)
         check_hparam("minimize", "tol", tol, low=0)
         check_hparam("minimize", "ftol", ftol, low=0)
         if traced:

@@ -88,20 +88,33 @@ def cond_update(pred: Any, true_fn: Callable, false_fn: Callable) -> Any:
 
     Leaves that are not arrays (strings, Python ints: the "not optimized" leaves of an
     update tree) cannot cross ``lax.cond``; they are kept out of it and must be the same
-    in both branches (they are: transforms pass them through unchanged).
+    in both branches (they are: transforms pass them through unchanged). If the branches'
+    array dtypes differ (a wrapped transform that emits float32 updates for bfloat16
+    gradients, against zeros of the gradients' dtype), ``false_fn``'s arrays are cast to
+    ``true_fn``'s.
     """
     record: dict[int, tuple] = {}
+    dtypes: dict[int, list] = {}
 
-    def wrap(fn: Callable, key: int) -> Callable:
+    def wrap(fn: Callable, key: int, cast_to: list | None = None) -> Callable:
         def branch():
             leaves, treedef = jax.tree_util.tree_flatten(fn())
             mask = tuple(_is_dynamic(x) for x in leaves)
             record[key] = (treedef, mask, [None if m else x for x, m in zip(leaves, mask)])
-            return [x for x, m in zip(leaves, mask) if m]
+            dynamic = [jnp.asarray(x) for x, m in zip(leaves, mask) if m]
+            dtypes[key] = [x.dtype for x in dynamic]
+            if cast_to is not None and len(cast_to) == len(dynamic):
+                dynamic = [x.astype(dt) for x, dt in zip(dynamic, cast_to)]
+            return dynamic
 
         return branch
 
-    out = jax.lax.cond(pred, wrap(true_fn, 0), wrap(false_fn, 1))
+    try:
+        out = jax.lax.cond(pred, wrap(true_fn, 0), wrap(false_fn, 1))
+    except TypeError:
+        if len(dtypes) < 2 or dtypes[0] == dtypes[1]:
+            raise
+        out = jax.lax.cond(pred, wrap(true_fn, 0), wrap(false_fn, 1, cast_to=dtypes[0]))
     (treedef, mask, static), *other = (record[k] for k in sorted(record))
     if other and other[0][:2] != (treedef, mask):
         raise ValueError(

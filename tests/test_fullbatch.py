@@ -190,7 +190,7 @@ def test_linesearch_errors():
         gx.zoom_linesearch(c2=1.0)
     with pytest.raises(ValueError, match="max_evals must be an integer >= 1, got 2.5"):
         gx.backtracking_linesearch(max_evals=2.5)
-    with pytest.raises(ValueError, match=r"max_evals must be a finite number in \[1, inf\]"):
+    with pytest.raises(ValueError, match=r"max_evals must be a finite number in \[1, 2147483647\]"):
         gx.zoom_linesearch(max_evals=0)
     with pytest.raises(ValueError, match="decrease_factor must be a finite number in"):
         gx.backtracking_linesearch(decrease_factor=1.0)
@@ -365,7 +365,9 @@ def test_lbfgs_skips_bad_pairs_and_resets_after_no_move():
 
 
 def test_lbfgs_errors():
-    with pytest.raises(ValueError, match=r"memory_size must be a finite number in \[1, inf\]"):
+    with pytest.raises(
+        ValueError, match=r"memory_size must be a finite number in \[1, 2147483647\]"
+    ):
         gx.lbfgs(memory_size=0)
     with pytest.raises(ValueError, match="box constraints need a backtracking_linesearch"):
         gx.lbfgs(lower=0.0, linesearch=gx.zoom_linesearch())
@@ -786,6 +788,11 @@ def test_bad_bounds_and_options_are_named():
         ),
         (lambda: gx.lbfgs(scale_init_hessian="no"), TypeError, "must be a bool, got 'no'"),
         (
+            lambda: gx.conjugate_gradient(restart_every=2**31),  # overflowed int32 in update
+            ValueError,
+            r"restart_every must be a finite number in \[1, 2147483647\]",
+        ),
+        (
             lambda: gx.minimize(lambda x: [f(x), 0], x0, gx.lbfgs(), has_aux=True),
             TypeError,
             "has_aux=True but fun returned a list",
@@ -808,3 +815,12 @@ def test_aux_of_a_first_update_that_takes_no_step():
         assert int(s.status) == gx.LineSearchStatus.NOT_DESCENT and float(s.aux["norm"]) == 0
         _, s = ls.update(g, ls.init(x), x, value=v, grad=g, value_fn=fn, aux=aux)
         assert float(s.aux["norm"]) == 5.0
+
+
+def test_a_none_update_for_an_array_parameter_is_named():
+    # It crashed with "None is not a valid value for jnp.array".
+    p = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    g = {"a": None, "b": jnp.ones(3)}
+    for tx in (gx.scale_by_conjugate_gradient(), gx.scale_by_lbfgs()):
+        with pytest.raises(ValueError, match=r"got None at \['a'\], where the parameter is an"):
+            tx.update(g, tx.init(p), p)

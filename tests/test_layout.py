@@ -103,6 +103,14 @@ def test_pad_to_allows_sharding_the_flat_buffer():
 def test_layout_errors():
     with pytest.raises(ValueError, match="pad_to must be an integer >= 1, got 0"):
         gx.ParamLayout.of({"a": jnp.ones(2)}, pad_to=0)
+    with pytest.raises(ValueError, match="pad_to must be an integer >= 1, got True"):
+        gx.ParamLayout.of({"a": jnp.ones(2)}, pad_to=True)
+    assert gx.ParamLayout.of({"a": jnp.ones(2)}, pad_to=np.int64(4)).sizes == (("float32", 4),)
+    # A float array where the layout holds a non-optimized leaf was dropped without a word.
+    with pytest.raises(ValueError, match=r"leaf at \['b'\] is a float array, but the layout"):
+        gx.ParamLayout.of({"a": jnp.ones(2), "b": None}).flatten(
+            {"a": jnp.ones(2), "b": jnp.ones(5)}
+        )
     layout = gx.ParamLayout.of({"a": jnp.ones(2)})
     with pytest.raises(ValueError, match=r"leaf has float32\[3\], layout expects float32\[2\]"):
         layout.flatten({"a": jnp.ones(3)})

@@ -274,3 +274,19 @@ def test_projection_errors():
     bad = gx.project(lambda t: {"b": t["a"]})
     with pytest.raises(ValueError, match=r"tree structures differ \(params vs project's fn output"):
         bad.update(p, bad.init(p), p)
+
+
+def test_wrappers_around_a_transform_that_widens_updates():
+    # keep_params_nonnegative emits float32 updates for bfloat16 gradients on float32
+    # params; the skip branch's zeros were bfloat16 and lax.cond refused the pair.
+    p = {"w": jnp.array([0.1, 0.3, 3.0], jnp.float32)}
+    g = {"w": jnp.array([1.0, 1.0, -1.0], jnp.bfloat16)}
+    inner = gx.chain(gx.sgd(0.2), gx.keep_params_nonnegative())
+    for tx in (gx.accumulate(inner, 2), gx.apply_if_finite(inner, 2)):
+        s = tx.init(p)
+        u1, s = tx.update(g, s, p)
+        u2, s = tx.update(g, s, p)
+        assert u1["w"].dtype == u2["w"].dtype == jnp.float32
+    step = np.float32(jnp.asarray(0.2, jnp.bfloat16))  # sgd's update is bfloat16
+    want = np.maximum(np.float32([0.1, 0.3, 3.0]) - step * np.float32([1, 1, -1]), 0)
+    np.testing.assert_array_equal(gx.apply_updates(p, u2)["w"], want)
