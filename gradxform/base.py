@@ -516,10 +516,7 @@ def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
                 # A float slot (a moment, the parameter) has the parameter's shape; an
                 # update of another shape would broadcast into it and change the state.
                 if is_param(a) and jnp.shape(a) != jnp.shape(u):
-                    raise ValueError(
-                        f"updates leaf at {_leaf_path(updates, j)} has shape "
-                        f"{tuple(jnp.shape(u))}, its parameter {tuple(jnp.shape(a))}"
-                    )
+                    _raise_shape(updates, j, u, a)
             res = leaf_fn(u, *args)
         elif _is_int_array(u):
             _raise_int_update(updates, j, u)
@@ -547,6 +544,13 @@ def _raise_int_update(updates: PyTree, j: int, u: Any) -> None:
         f"updates leaf at {_leaf_path(updates, j)} has dtype {u.dtype}: "
         "updates must be floating or complex (gradients of such parameters); give None "
         "for a leaf that is not optimized"
+    )
+
+
+def _raise_shape(tree: PyTree, j: int, u: Any, param: Any) -> None:
+    raise ValueError(
+        f"updates leaf at {_leaf_path(tree, j)} has shape {tuple(jnp.shape(u))}, its "
+        f"parameter {tuple(jnp.shape(param))}"
     )
 
 
@@ -611,10 +615,7 @@ def check_shapes(params: PyTree, updates: PyTree) -> None:
     us = jax.tree_util.tree_leaves(updates, is_leaf=_is_none)
     for j, (x, u) in enumerate(zip(xs, us)):
         if hasattr(x, "shape") and hasattr(u, "shape") and x.shape != u.shape:
-            raise ValueError(
-                f"updates leaf at {_leaf_path(params, j)} has shape {tuple(u.shape)}, its "
-                f"parameter {tuple(x.shape)}"
-            )
+            _raise_shape(params, j, u, x)
 
 
 # --------------------------------------------------------------------------------------

@@ -442,9 +442,7 @@ def minimize(
         key = (max_steps, tol, ftol, x64)
         numbers = _SCALARS.get(key)
     if numbers is None:
-        # The loop counts steps in int32.
-        check_hparam("minimize", "max_steps", max_steps, low=0, high=np.iinfo(np.int32).max)
-        check_int("minimize", "max_steps", max_steps, low=0)
+        check_int("minimize", "max_steps", max_steps, low=0)  # counted in int32
         check_hparam("minimize", "tol", tol, low=0)
         check_hparam("minimize", "ftol", ftol, low=0)
         if traced:
