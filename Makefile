@@ -20,7 +20,7 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(PY) -m gradxform.demo
+	$(PY) examples/iris.py
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q

@@ -7,16 +7,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    _check_param_dtypes,
-    check_hparam,
-    compute_dtype,
-    empty_state,
-    map_updates,
-)
-from .scaling import scale_updates
-from .tree import global_norm
+from ._checks import check_hparam, check_param_dtypes
+from ._leafwise import compute_dtype, map_updates
+from .base import GradientTransformation, empty_state
+from .tree import global_norm, tree_scale
 
 __all__ = ["clip", "clip_by_global_norm"]
 
@@ -72,7 +66,7 @@ class clip_by_global_norm(GradientTransformation):  # noqa: N801
         check_hparam("clip_by_global_norm", "max_norm", self.max_norm, low=0, low_open=True)
 
     def init(self, params):
-        _check_param_dtypes(params, "params")
+        check_param_dtypes(params, "params")
         zero = jnp.zeros([], jnp.float32)
         return ClipByGlobalNormState(norm=zero, clipped_norm=zero)
 
@@ -86,4 +80,4 @@ class clip_by_global_norm(GradientTransformation):  # noqa: N801
         new_state = ClipByGlobalNormState(
             norm=norm.astype(jnp.float32), clipped_norm=after.astype(jnp.float32)
         )
-        return scale_updates(updates, factor), new_state
+        return tree_scale(factor, updates, name="updates"), new_state

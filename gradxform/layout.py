@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import _is_none, check_tree_structure, is_param, value_or_id
+from ._checks import check_tree_structure, is_none, is_param
+from ._module import value_or_id
 
 __all__ = ["ParamLayout"]
 
@@ -62,7 +63,7 @@ class ParamLayout:
             pad_to < 1
         ):
             raise ValueError(f"ParamLayout.of: pad_to must be an integer >= 1, got {pad_to!r}")
-        leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+        leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
         offsets: dict[str, int] = {}
         slots, others = [], []
         for leaf in leaves:
@@ -85,7 +86,7 @@ class ParamLayout:
         for j, (leaf, slot) in enumerate(zip(leaves, self.slots)):
             if slot is None and is_param(leaf):
                 # It would be dropped: not in any buffer, unflatten gives the stored leaf.
-                pairs = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]
+                pairs = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_none)[0]
                 raise ValueError(
                     f"ParamLayout.flatten: the leaf at {jax.tree_util.keystr(pairs[j][0])} is "
                     "a float array, but the layout was built with a leaf that is not "

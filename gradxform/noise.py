@@ -7,18 +7,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    _check_param_dtypes,
-    _is_none,
-    check_hparam,
-    compute_dtype,
-    map_updates,
-    safe_increment,
-    scalar_dtype,
-    static_field,
-    zero_count,
-)
+from ._checks import check_hparam, check_param_dtypes, is_none
+from ._leafwise import compute_dtype, map_updates, safe_increment, scalar_dtype, zero_count
+from ._module import static_field
+from .base import GradientTransformation
 
 __all__ = ["add_noise"]
 
@@ -44,14 +36,14 @@ class add_noise(GradientTransformation):  # noqa: N801
         check_hparam("add_noise", "gamma", self.gamma, low=0)
 
     def init(self, params):
-        _check_param_dtypes(params, "params")
+        check_param_dtypes(params, "params")
         return AddNoiseState(count=zero_count(), key=jax.random.PRNGKey(self.seed))
 
     def update(self, updates, state, params=None, **extra):
         dt = scalar_dtype()
         eta, gamma = (jnp.asarray(x).astype(dt) for x in (self.eta, self.gamma))
         std = jnp.sqrt(eta / (1 + state.count.astype(dt)) ** gamma)
-        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=_is_none)
+        leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
         key, *keys = jax.random.split(state.key, sum(x is not None for x in leaves) + 1)
         # One key per leaf, passed as a slot: the per-leaf function must be pure (it may
         # be traced once for many leaves).

@@ -1,37 +1,35 @@
-"""Stateless rescalings of the update: scale, learning rate, sign, centralization."""
+"""Rescalings of the update: constant, learning rate, schedule, sign, centralization."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    cast,
-    check_hparam,
+from ._checks import check_hparam
+from ._leafwise import (
     compute_dtype,
-    empty_state,
     map_updates,
     resolve,
     safe_increment,
     scalar_dtype,
-    scalar_like,
-    static_field,
     zero_count,
 )
+from ._module import static_field
+from .base import GradientTransformation, empty_state
+from .tree import tree_scale
 
-__all__ = ["scale", "scale_by_learning_rate", "scale_by_sign", "centralize", "scale_updates"]
-
-
-def scale_updates(updates: Any, factor: Any) -> Any:
-    """u * factor leaf-wise, computed in at least float32, returned in u's dtype."""
-
-    def f(u):
-        return (cast(cast(u, compute_dtype(u)) * scalar_like(factor, u), u.dtype),)
-
-    return map_updates(f, updates)[0]
+__all__ = [
+    "scale",
+    "scale_by_learning_rate",
+    "scale_by_schedule",
+    "scale_by_sign",
+    "centralize",
+    "ScaleByLearningRateState",
+    "ScaleByScheduleState",
+]
 
 
 class scale(GradientTransformation):  # noqa: N801
@@ -46,7 +44,7 @@ class scale(GradientTransformation):  # noqa: N801
         return empty_state(params)
 
     def update(self, updates, state, params=None, **extra):
-        return scale_updates(updates, self.step_size), state
+        return tree_scale(self.step_size, updates, name="updates"), state
 
 
 class ScaleByLearningRateState(NamedTuple):
@@ -80,7 +78,7 @@ class scale_by_learning_rate(GradientTransformation):  # noqa: N801
     def update(self, updates, state, params=None, **extra):
         lr = resolve(self.learning_rate, state.count)
         factor = -lr if self.flip_sign else lr
-        return scale_updates(updates, factor), ScaleByLearningRateState(
+        return tree_scale(factor, updates, name="updates"), ScaleByLearningRateState(
             count=safe_increment(state.count), learning_rate=jnp.asarray(lr, scalar_dtype())
         )
 
@@ -114,3 +112,33 @@ class centralize(GradientTransformation):  # noqa: N801
             return (g.astype(u.dtype),)
 
         return map_updates(f, updates)[0], state
+
+
+class ScaleByScheduleState(NamedTuple):
+    count: jax.Array  # int32: updates so far (the schedule's input, 0 at the first update)
+
+
+class scale_by_schedule(GradientTransformation):  # noqa: N801
+    """u <- schedule(t) * u, with t the number of updates already applied (0 first).
+
+    No sign flip (``scale_by_learning_rate`` flips); ``schedule`` is a gradxform schedule
+    (a pytree: its numbers can change without a recompile) or any callable ``t -> factor``.
+    """
+
+    schedule: Callable
+
+    def __post_init__(self):
+        if not callable(self.schedule):
+            raise TypeError(
+                "scale_by_schedule: schedule must be a callable count -> factor (use "
+                f"gx.scale for a constant), got {self.schedule!r}"
+            )
+
+    def init(self, params):
+        return ScaleByScheduleState(count=zero_count())
+
+    def update(self, updates, state, params=None, **extra):
+        factor = resolve(self.schedule, state.count)
+        return tree_scale(factor, updates, name="updates"), ScaleByScheduleState(
+            count=safe_increment(state.count)
+        )

@@ -16,7 +16,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from .base import Module, _concrete_number, check_hparam, scalar_dtype, static_field
+from ._checks import check_hparam, concrete_number
+from ._leafwise import scalar_dtype
+from ._module import Module, static_field
 
 __all__ = [
     "Schedule",
@@ -279,7 +281,7 @@ class warmup_cosine_decay_schedule(Schedule):  # noqa: N801
             check_hparam(o, n, getattr(self, n))
         _check_steps(o, "warmup_steps", self.warmup_steps, allow_zero=True)
         _check_steps(o, "decay_steps", self.decay_steps)
-        w, d = _concrete_number(self.warmup_steps), _concrete_number(self.decay_steps)
+        w, d = concrete_number(self.warmup_steps), concrete_number(self.decay_steps)
         if w is not None and d is not None and w >= d:
             raise ValueError(
                 f"{o}: warmup_steps ({self.warmup_steps}) must be < decay_steps "

@@ -7,27 +7,27 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    StaticTree,
-    _check_param_dtypes,
-    _is_none,
+from ._checks import (
     check_hparam,
+    check_param_dtypes,
     check_params,
     check_tree_structure,
-    compute_dtype,
-    empty_state,
     is_active,
+    is_none,
     is_param,
+    need_params,
+)
+from ._leafwise import (
+    compute_dtype,
     landing_dtypes,
     map_updates,
-    need_params,
     resolve,
     safe_increment,
     scalar_like,
-    static_field,
     zero_count,
 )
+from ._module import StaticTree, static_field
+from .base import GradientTransformation, empty_state
 
 __all__ = ["add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
 
@@ -35,7 +35,7 @@ __all__ = ["add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
 def _freeze_mask(owner: str, mask: Any) -> Any:
     if mask is None or callable(mask) or isinstance(mask, StaticTree):
         return mask
-    for path, leaf in jax.tree_util.tree_flatten_with_path(mask, is_leaf=_is_none)[0]:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(mask, is_leaf=is_none)[0]:
         if leaf is not None and not isinstance(leaf, bool):
             hint = "pass a callable params -> mask for masks computed from arrays"
             if isinstance(leaf, str) or type(leaf).__name__ in ("where", "match"):
@@ -55,8 +55,8 @@ def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
     # allow_none: inside masked/partition the params a transform sees are None where
     # another transform owns the leaf, while the user's mask still has a bool there.
     check_tree_structure(params, tree, names=("params", f"{owner} mask"), allow_none=True)
-    flat = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]
-    for (path, p), m in zip(flat, jax.tree_util.tree_leaves(tree, is_leaf=_is_none)):
+    flat = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_none)[0]
+    for (path, p), m in zip(flat, jax.tree_util.tree_leaves(tree, is_leaf=is_none)):
         boolean = isinstance(m, bool) or (hasattr(m, "dtype") and m.dtype == jnp.bool_)
         if is_param(p) and not boolean:
             raise TypeError(
@@ -92,7 +92,7 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
         object.__setattr__(self, "mask", _freeze_mask("add_decayed_weights", self.mask))
 
     def init(self, params):
-        _check_param_dtypes(params, "params")
+        check_param_dtypes(params, "params")
         return WeightDecayState(count=zero_count())
 
     def update(self, updates, state, params=None, **extra):
@@ -161,7 +161,7 @@ class proximal_l1(GradientTransformation):  # noqa: N801
         check_hparam("proximal_l1", "learning_rate", self.learning_rate, low=0, schedule=True)
 
     def init(self, params):
-        _check_param_dtypes(params, "params")
+        check_param_dtypes(params, "params")
         return WeightDecayState(count=zero_count())
 
     def update(self, updates, state, params=None, **extra):

@@ -11,6 +11,7 @@ import pytest
 from helpers import TrainState, make_train_step
 
 import gradxform as gx
+from gradxform import _leafwise
 
 
 def test_transforms_are_values():
@@ -369,17 +370,17 @@ def test_leafwise_math_is_traced_once_per_leaf_signature():
 
     leaves = [jnp.ones(3) for _ in range(50)] + [jnp.ones((2, 2)), None]
     slots = [jnp.zeros(3) for _ in range(50)] + [jnp.zeros((2, 2)), None]
-    step = jax.jit(lambda u, s: gx.base.map_updates(adam_like, u, s, n_out=2))
+    step = jax.jit(lambda u, s: _leafwise.map_updates(adam_like, u, s, n_out=2))
     out, new_slots = step(leaves, slots)
     assert sorted(calls) == [(2, 2), (3,)]
     np.testing.assert_allclose(np.asarray(new_slots[7]), 0.1)
     assert out[51] is None and new_slots[51] is None
     calls.clear()
-    out, _ = jax.jit(lambda u, s: gx.base.map_updates(tiny, u, s, n_out=2))(leaves, slots)
+    out, _ = jax.jit(lambda u, s: _leafwise.map_updates(tiny, u, s, n_out=2))(leaves, slots)
     assert len(calls) == 52  # every leaf, plus the first once more to measure its size
     np.testing.assert_array_equal(np.asarray(out[7]), 2.0)
     calls.clear()
-    gx.base.map_updates(adam_like, leaves, slots, n_out=2)  # eager: plain, no compile per step
+    _leafwise.map_updates(adam_like, leaves, slots, n_out=2)  # eager: plain, no compile per step
     assert len(calls) == 51
 
 
@@ -398,7 +399,7 @@ def test_leafwise_nested_jit_changes_no_bit(monkeypatch):
 
     s = tx.init(p)
     nested = jax.jit(step)(p, s)
-    monkeypatch.setattr(gx.base, "per_leaf", lambda fn, leaves: fn)
+    monkeypatch.setattr(_leafwise, "per_leaf", lambda fn, leaves: fn)
     plain = jax.jit(step)(p, s)
     for a, b in zip(jax.tree_util.tree_leaves(nested), jax.tree_util.tree_leaves(plain)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -20,6 +20,7 @@ import scipy.optimize
 from fullbatch_problems import problems, quadratic, rosenbrock
 
 import gradxform as gx
+from gradxform.fullbatch import _common
 
 LS = gx.LineSearchStatus
 
@@ -40,7 +41,7 @@ def ls_update(ls, fun, x, d, state=None, count=1):
 
 @functools.partial(jax.jit, static_argnames="fun")
 def _ls_update(ls, fun, x, d, state):
-    value, grad = jax.value_and_grad(lambda p: gx.fullbatch.split_output(fun(p), "t")[0])(x)
+    value, grad = jax.value_and_grad(lambda p: _common.split_output(fun(p), "t")[0])(x)
     return ls.update(d, state, x, value=value, grad=grad, value_fn=fun)
 
 
@@ -537,6 +538,25 @@ def test_minimize_inside_jit_leaks_no_tracer():
         inside = jax.jit(lambda x: gx.minimize(rosenbrock, x, tx, 123, 1.5e-6).value)(x0)
     outside = gx.minimize(rosenbrock, x0, tx, 123, 1.5e-6).value
     assert float(outside) == float(inside) and float(outside) < 1e-8
+
+
+def test_minimize_tells_eager_calls_from_traced_ones():
+    # minimize caches device scalars only when called eagerly; it tells the two apart with
+    # jax.extend.core.find_top_trace against the trace type recorded at import. If JAX
+    # changes what that returns, this fails instead of minimize silently caching tracers.
+    from gradxform.fullbatch.minimize import tracing
+
+    assert not tracing()
+    seen = []
+
+    def probe(x):
+        seen.append(tracing())
+        return x
+
+    jax.jit(probe)(1.0)
+    jax.vmap(probe)(jnp.ones(2))
+    jax.grad(probe)(1.0)
+    assert seen == [True, True, True]
 
 
 def test_minimize_closure_over_tracers_leaks_nothing():

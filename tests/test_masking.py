@@ -196,8 +196,8 @@ def test_partition_two_transforms_state_by_label():
     state = tx.init(params)
     assert isinstance(state, gx.PartitionState)
     adam_leaves = {"encoder/w", "encoder/bias", "decoder/bias"}
-    assert state_slot_paths(state.inner_states["adam"], "mu") == adam_leaves
-    assert state_slot_paths(state.inner_states["sgd"], "velocity") == ALL - adam_leaves
+    assert state_slot_paths(state.inner_state["adam"], "mu") == adam_leaves
+    assert state_slot_paths(state.inner_state["sgd"], "velocity") == ALL - adam_leaves
     ref_a, ref_s = gx.adam(0.1), gx.momentum(0.05, 0.9)
     sa, ss = ref_a.init(params), ref_s.init(params)
     for _ in range(3):
@@ -329,7 +329,7 @@ def test_dataclass_params():
     assert selected(mask, params) == {"encoder/b", "head/w"}
     tx = gx.partition({"a": gx.adam(0.1), "b": gx.sgd(0.1)}, {"encoder": "a", "head": "b"})
     state = tx.init(params)
-    assert state_slot_paths(state.inner_states["a"], "mu") == {"encoder/w", "encoder/b"}
+    assert state_slot_paths(state.inner_state["a"], "mu") == {"encoder/w", "encoder/b"}
     u, _ = jax.jit(tx.update)(params, state, params)
     assert isinstance(u, Model) and u.head.b is None
 
@@ -547,7 +547,7 @@ def test_composition_inside_chain_before_and_after():
         tail=gx.masked(gx.scale(2.0), "decoder/**"),
     )  # fmt: skip
     state = tx.init(params)
-    assert state_slot_paths(state.frozen.inner.inner_states["a"], "mu") == {
+    assert state_slot_paths(state.frozen.inner_state.inner_state["a"], "mu") == {
         "encoder/w",
         "decoder/w",
     }

@@ -35,19 +35,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    _is_none,
-    compute_dtype,
-    is_param,
-    map_params,
-    named_chain,
-    safe_increment,
-    slot_dtype,
-    static_field,
-    zero_count,
-)
-from .fullbatch import (
+from .._checks import check_int, is_none, is_param
+from .._leafwise import compute_dtype, map_params, safe_increment, slot_dtype, zero_count
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..tree import tree_diff, vdot
+from ._common import (
     at_bound,
     bound_leaves,
     cast_like,
@@ -56,11 +49,8 @@ from .fullbatch import (
     check_same_arrays,
     grad_slots,
     real_dtype,
-    tree_diff,
-    vdot,
 )
-from .linesearch import _LineSearch, backtracking_linesearch, zoom_linesearch
-from .wrappers import check_int
+from .linesearch import LineSearch, backtracking_linesearch, zoom_linesearch
 
 __all__ = ["LbfgsState", "scale_by_lbfgs", "lbfgs"]
 
@@ -182,9 +172,9 @@ class scale_by_lbfgs(GradientTransformation):  # noqa: N801
         if not self.scale_init_hessian:
             gamma = jnp.ones([], dt)
 
-        leaves, treedef = jax.tree_util.tree_flatten(g, is_leaf=_is_none)
+        leaves, treedef = jax.tree_util.tree_flatten(g, is_leaf=is_none)
         idx = [i for i, x in enumerate(leaves) if is_param(x)]
-        x_leaves = jax.tree_util.tree_leaves(params, is_leaf=_is_none)
+        x_leaves = jax.tree_util.tree_leaves(params, is_leaf=is_none)
         check_same_arrays(x_leaves, leaves, params, "scale_by_lbfgs")
         g_act = [leaves[i].astype(compute_dtype(leaves[i])) for i in idx]
         bounded = self.lower is not None or self.upper is not None
@@ -249,7 +239,7 @@ def lbfgs(
     value_fn in ``update``; see ``gx.minimize``.
     """
     bounded = lower is not None or upper is not None
-    if linesearch is not None and not isinstance(linesearch, _LineSearch):
+    if linesearch is not None and not isinstance(linesearch, LineSearch):
         raise TypeError(
             "lbfgs: linesearch must be a zoom_linesearch or backtracking_linesearch, got "
             f"{linesearch!r}"

@@ -14,20 +14,22 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
+from .._checks import check_int, check_transform
+from .._leafwise import (
+    as_int,
     compute_dtype,
     map_params,
     map_updates,
     new_slot,
     safe_increment,
     slot_dtype,
-    static_field,
     wider_dtype,
     zero_count,
     zeros_like_updates,
 )
-from .wrappers import as_int, check_int, check_transform, cond_update
+from .._module import static_field
+from ..base import GradientTransformation
+from .conditional import cond_update
 
 __all__ = ["accumulate", "AccumulateState"]
 

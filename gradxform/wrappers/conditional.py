@@ -1,13 +1,10 @@
-"""Wrappers that decide *whether* a step happens: skip bad steps, steps on a predicate,
-and projections of the resulting parameters.
+"""Wrappers that decide *whether* a step happens: skip bad steps, steps on a predicate.
 
 - ``apply_if_finite(tx, max_consecutive_errors)``: a step whose incoming updates hold a
   NaN or an Inf is skipped: the emitted update is zero and ``tx``'s whole state (moments,
   counters, schedule steps) stays bit-for-bit what it was.
 - ``conditionally_transform(tx, should_transform_fn)``: runs ``tx`` only at the steps
   where a predicate on the step count holds.
-- ``project(fn)`` / ``keep_params_nonnegative()``: adjust updates so that
-  ``params + updates == fn(params + updates)``.
 
 The inner update runs inside ``lax.cond``: on a skipped step it is not computed at all
 (under ``vmap`` with a batched predicate ``lax.cond`` becomes a select, as always).
@@ -23,60 +20,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import (
-    GradientTransformation,
-    _concrete_number,
-    check_hparam,
-    check_params,
-    check_tree_structure,
-    compute_dtype,
-    empty_state,
+from .._checks import (
+    check_int,
+    check_transform,
     is_param,
-    landing_dtypes,
-    map_updates,
-    need_params,
+)
+from .._leafwise import (
+    as_int,
     safe_increment,
-    static_field,
     zero_count,
     zeros_like_updates,
 )
+from .._module import static_field
+from ..base import GradientTransformation
 
 __all__ = [
     "apply_if_finite",
     "conditionally_transform",
-    "project",
-    "keep_params_nonnegative",
-    "check_int",
-    "as_int",
     "cond_update",
     "all_finite",
 ]
 
 
 # --------------------------------------------------------------------------------------
-# Helpers shared by the wrappers (accumulate, lookahead and plateau import them)
-
-
-def check_int(owner: str, name: str, value: Any, *, low: int) -> None:
-    """Raise unless ``value`` is an integer in [low, int32 max] (traced values pass):
-    it is counted against an int32 step counter."""
-    check_hparam(owner, name, value, low=low, high=np.iinfo(np.int32).max)
-    number = _concrete_number(value)
-    if number is not None and not number.is_integer():
-        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
-
-
-def as_int(value: Any) -> jax.Array:
-    """An integer hyperparameter (Python int, integral float, array) as an int32 scalar."""
-    return jnp.asarray(value).astype(jnp.int32)
-
-
-def check_transform(owner: str, name: str, tx: Any) -> None:
-    if not (hasattr(tx, "init") and hasattr(tx, "update")):
-        raise TypeError(
-            f"{owner}: {name} must be a gradient transformation (with .init and .update), "
-            f"got {tx!r}"
-        )
+# lax.cond over update trees (accumulate and lookahead use it too)
 
 
 def _is_dynamic(x: Any) -> bool:
@@ -291,95 +258,3 @@ class conditionally_transform(GradientTransformation):  # noqa: N801
         return new_updates, ConditionallyTransformState(
             count=safe_increment(state.count), inner_state=inner_state
         )
-
-
-# --------------------------------------------------------------------------------------
-# Projections
-
-
-def _projected_update(u: jax.Array, p: Any, target: Any) -> jax.Array:
-    """The update taking p to ``target`` where target differs from p + u, else u itself.
-
-    Unchanged elements keep their update bit for bit; a projected element gets
-    target - p, so p + update == target up to one rounding (exactly, when target is 0).
-    """
-    dt, out_dt = landing_dtypes(u, p)
-    pc = jnp.asarray(p).astype(dt)
-    z = pc + u.astype(dt)
-    t = jnp.asarray(target).astype(dt)
-    return jnp.where(t == z, u.astype(dt), t - pc).astype(out_dt)
-
-
-def _candidate(u: Any, p: Any) -> Any:
-    if is_param(u) and is_param(p):
-        dt = compute_dtype(u)
-        return jnp.asarray(p).astype(dt) + u.astype(dt)
-    return p
-
-
-class project(GradientTransformation):  # noqa: N801
-    """Projects the would-be parameters: updates u' such that p + u' == fn(p + u).
-
-    ``fn`` maps a parameter tree to a parameter tree of the same structure and shapes
-    (e.g. ``lambda t: jax.tree.map(lambda x: jnp.clip(x, 0, 1), t)``). Place it *last*
-    in a chain. Elements that ``fn`` leaves unchanged keep their update exactly; changed
-    ones get fn(p + u) - p, so ``apply_updates`` lands on fn(p + u) up to one rounding
-    (exactly when the projected value is 0). Leaves whose update is ``None`` are frozen
-    and not projected. ``fn`` is static structure (compared by identity).
-    """
-
-    fn: Callable
-
-    def __post_init__(self):
-        if not callable(self.fn):
-            raise TypeError(f"project: fn must be a callable params -> params, got {self.fn!r}")
-
-    def init(self, params):
-        return empty_state(params)
-
-    def update(self, updates, state, params=None, **extra):
-        need_params("project", params)
-        check_params(updates, params)
-        candidate = jax.tree_util.tree_map(_candidate, updates, params, is_leaf=lambda x: x is None)
-        target = self.fn(candidate)
-        check_tree_structure(candidate, target, names=("params", "project's fn output"))
-        for (path, c), t in zip(
-            jax.tree_util.tree_flatten_with_path(candidate)[0], jax.tree_util.tree_leaves(target)
-        ):
-            if jnp.shape(c) != jnp.shape(t):
-                raise ValueError(
-                    f"project: fn changed the shape of the leaf at "
-                    f"{jax.tree_util.keystr(path)} from {jnp.shape(c)} to {jnp.shape(t)}"
-                )
-        return map_updates(
-            lambda u, p, t: (_projected_update(u, p, t), p, t),
-            updates,
-            params,
-            target,
-            n_out=3,
-        )[0], state
-
-
-class keep_params_nonnegative(GradientTransformation):  # noqa: N801
-    """Keeps real parameters >= 0: where p + u < 0 the update becomes -p (so p -> 0).
-
-    Elsewhere updates pass through unchanged. Needs ``params``; place it last in a
-    chain. (Parameters are assumed >= 0 to begin with.) Complex parameters are an error.
-    """
-
-    def init(self, params):
-        return empty_state(params)
-
-    def update(self, updates, state, params=None, **extra):
-        need_params("keep_params_nonnegative", params)
-        check_params(updates, params)
-
-        def f(u, p):
-            if jnp.iscomplexobj(u) or jnp.iscomplexobj(p):
-                raise TypeError("keep_params_nonnegative: complex parameters have no sign")
-            dt, out_dt = landing_dtypes(u, p)
-            pc = jnp.asarray(p).astype(dt)
-            out = jnp.where(pc + u.astype(dt) < 0, -pc, u.astype(dt))
-            return (out.astype(out_dt),)
-
-        return map_updates(f, updates, params)[0], state

@@ -8,28 +8,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .adam import (
-    AdamState,
-    bias_correction,
-    check_betas,
-    init_moments,
-    store_moments,
-    update_moments,
-)
-from .base import (
-    GradientTransformation,
-    check_hparam,
+from .._checks import check_hparam
+from .._leafwise import (
     compute_dtype,
     map_updates,
-    named_chain,
     safe_increment,
     scalar_dtype,
     scalar_like,
-    static_field,
     zero_count,
 )
-from .scaling import scale_by_learning_rate
-from .weight_decay import maybe_weight_decay
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..scaling import scale_by_learning_rate
+from ..weight_decay import maybe_weight_decay
+from ._moments import bias_correction, check_betas, init_moments, store_moments, update_moments
+from .adam import AdamState
 
 __all__ = ["scale_by_radam", "radam"]
 

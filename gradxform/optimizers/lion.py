@@ -6,20 +6,12 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from .adam import check_betas
-from .base import (
-    GradientTransformation,
-    compute_dtype,
-    map_params,
-    map_updates,
-    named_chain,
-    new_slot,
-    scalar_like,
-    slot_dtype,
-    static_field,
-)
-from .scaling import scale_by_learning_rate
-from .weight_decay import maybe_weight_decay
+from .._leafwise import compute_dtype, map_params, map_updates, new_slot, scalar_like, slot_dtype
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..scaling import scale_by_learning_rate
+from ..weight_decay import maybe_weight_decay
+from ._moments import check_betas
 
 __all__ = ["scale_by_lion", "lion"]
 

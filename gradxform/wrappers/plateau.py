@@ -1,59 +1,23 @@
-"""Step-size factors that change during training: ``scale_by_schedule``, ``reduce_on_plateau``.
+"""``reduce_on_plateau``: a step-size factor that falls when a monitored value stops improving.
 
-Both multiply the whole update by one scalar per step and keep the state that decides
-it; place them after the learning rate in a chain (or use them as the learning rate).
+It multiplies the whole update by one scalar per step and keeps the state that decides
+it; place it after the learning rate in a chain (``scale_by_schedule``, in ``scaling``,
+is the factor that follows a fixed schedule instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    check_hparam,
-    resolve,
-    safe_increment,
-    scalar_dtype,
-    zero_count,
-)
-from .scaling import scale_updates
-from .wrappers import check_int
+from .._checks import check_hparam, check_int
+from .._leafwise import scalar_dtype, zero_count
+from ..base import GradientTransformation
+from ..tree import tree_scale
 
-__all__ = ["scale_by_schedule", "reduce_on_plateau", "ScaleByScheduleState", "ReduceOnPlateauState"]
-
-
-class ScaleByScheduleState(NamedTuple):
-    count: jax.Array  # int32: updates so far (the schedule's input, 0 at the first update)
-
-
-class scale_by_schedule(GradientTransformation):  # noqa: N801
-    """u <- schedule(t) * u, with t the number of updates already applied (0 first).
-
-    No sign flip (``scale_by_learning_rate`` flips); ``schedule`` is a gradxform schedule
-    (a pytree: its numbers can change without a recompile) or any callable ``t -> factor``.
-    """
-
-    schedule: Callable
-
-    def __post_init__(self):
-        if not callable(self.schedule):
-            raise TypeError(
-                "scale_by_schedule: schedule must be a callable count -> factor (use "
-                f"gx.scale for a constant), got {self.schedule!r}"
-            )
-
-    def init(self, params):
-        return ScaleByScheduleState(count=zero_count())
-
-    def update(self, updates, state, params=None, **extra):
-        factor = resolve(self.schedule, state.count)
-        return scale_updates(updates, factor), ScaleByScheduleState(
-            count=safe_increment(state.count)
-        )
+__all__ = ["reduce_on_plateau", "ReduceOnPlateauState"]
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -166,4 +130,4 @@ class reduce_on_plateau(GradientTransformation):  # noqa: N801
             accumulated_value=pick(jnp.zeros([], dt), total),
             accumulation_count=pick(0, n),
         )
-        return scale_updates(updates, new_state.scale), new_state
+        return tree_scale(new_state.scale, updates, name="updates"), new_state

@@ -20,22 +20,20 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    check_hparam,
-    check_params,
+from .._checks import check_hparam, check_int, check_params, check_transform, need_params
+from .._leafwise import (
+    as_int,
     compute_dtype,
     map_params,
     map_updates,
-    need_params,
     safe_increment,
     scalar_like,
     slot_dtype,
-    static_field,
     wider_dtype,
     zero_count,
 )
-from .wrappers import as_int, check_int, check_transform
+from .._module import static_field
+from ..base import GradientTransformation
 
 __all__ = ["lookahead", "LookaheadState"]
 

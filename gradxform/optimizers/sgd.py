@@ -22,26 +22,24 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
+from .._checks import check_hparam, is_active
+from .._leafwise import (
     cast,
-    check_hparam,
     compute_dtype,
-    is_active,
     map_params,
     map_updates,
-    named_chain,
     new_slot,
     resolve,
     safe_increment,
     scalar_dtype,
     scalar_like,
     slot_dtype,
-    static_field,
     zero_count,
 )
-from .scaling import scale_by_learning_rate
-from .weight_decay import maybe_weight_decay
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..scaling import scale_by_learning_rate
+from ..weight_decay import maybe_weight_decay
 
 __all__ = ["scale_by_momentum", "ema", "sgd", "momentum", "nesterov", "heavy_ball"]
 

@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import ChainState, GradientTransformation, is_param
+from ._checks import is_param
+from .base import ChainState, GradientTransformation
 from .tree import global_norm
 
 __all__ = ["monitor", "metrics"]

@@ -14,24 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import (
-    _is_none,
-    check_tree_structure,
-    compute_dtype,
-    is_param,
-    map_params,
-    new_slot,
-    slot_dtype,
-    wider_dtype,
-)
+from .._checks import check_tree_structure, is_none, is_param
+from .._leafwise import compute_dtype, map_params, new_slot, slot_dtype, wider_dtype
 
 __all__ = [
     "real_dtype",
-    "vdot",
-    "max_abs",
-    "tree_where",
     "value_and_grad",
-    "project",
+    "clip_to_box",
 ]
 
 
@@ -48,46 +37,6 @@ def check_real(params: Any, owner: str) -> None:
                 f"{owner}: complex parameter at {jax.tree_util.keystr(path) or '<root>'}; "
                 "line searches and full-batch methods support real parameters only"
             )
-
-
-def _pairs(a: Any, b: Any, names=("a", "b")) -> list[tuple[Any, Any]]:
-    check_tree_structure(a, b, names=names, allow_none=True)
-    la = jax.tree_util.tree_leaves(a, is_leaf=_is_none)
-    lb = jax.tree_util.tree_leaves(b, is_leaf=_is_none)
-    return [(x, y) for x, y in zip(la, lb) if is_param(x) and is_param(y)]
-
-
-def vdot(a: Any, b: Any, dt: Any) -> jax.Array:
-    """sum over leaves of <a, b> in dtype ``dt`` (leaves None in either tree are skipped)."""
-    total = jnp.zeros([], dt)
-    for x, y in _pairs(a, b):
-        total = total + jnp.sum(jnp.asarray(x).astype(dt) * jnp.asarray(y).astype(dt))
-    return total
-
-
-def max_abs(tree: Any, dt: Any) -> jax.Array:
-    """max_i |x_i| over all leaves (0 for a tree without arrays)."""
-    out = jnp.zeros([], dt)
-    for x in jax.tree_util.tree_leaves(tree):
-        if is_param(x) and jnp.size(x):
-            out = jnp.maximum(out, jnp.max(jnp.abs(jnp.asarray(x))).astype(dt))
-    return out
-
-
-def scale_tree(alpha: Any, tree: Any) -> Any:
-    """alpha * x leaf-wise, in each leaf's dtype (None leaves pass)."""
-    return jax.tree_util.tree_map(
-        lambda x: x if not is_param(x) else jnp.asarray(alpha).astype(jnp.result_type(x)) * x,
-        tree,
-        is_leaf=_is_none,
-    )
-
-
-def tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
-    """Leaf-wise ``where(cond, a, b)`` for a scalar ``cond`` (None leaves pass)."""
-    return jax.tree_util.tree_map(
-        lambda x, y: None if x is None else jnp.where(cond, x, y), a, b, is_leaf=_is_none
-    )
 
 
 def grad_slots(params: Any) -> Any:
@@ -110,7 +59,7 @@ def cast_like(tree: Any, like: Any) -> Any:
             )
         return jnp.asarray(x).astype(s.dtype)
 
-    return jax.tree_util.tree_map_with_path(cast, tree, like, is_leaf=_is_none)
+    return jax.tree_util.tree_map_with_path(cast, tree, like, is_leaf=is_none)
 
 
 def split_output(out: Any, owner: str) -> tuple[jax.Array, Any]:
@@ -135,7 +84,7 @@ def split_output(out: Any, owner: str) -> tuple[jax.Array, Any]:
 
 def value_and_grad(fun: Any, params: Any, owner: str) -> tuple[jax.Array, Any, Any]:
     """(value, grad, aux) of ``fun`` at ``params``; grad is None on non-optimized leaves."""
-    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     mask = [is_param(x) for x in leaves]
 
     def f(diff):
@@ -149,7 +98,7 @@ def value_and_grad(fun: Any, params: Any, owner: str) -> tuple[jax.Array, Any, A
 
 def aux_placeholder(fun: Any, params: Any, owner: str) -> Any:
     """Zeros shaped like ``fun``'s aux (None without aux), for a loop carry."""
-    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     mask = [is_param(x) for x in leaves]
 
     def aux_of(diff):
@@ -162,7 +111,7 @@ def aux_placeholder(fun: Any, params: Any, owner: str) -> Any:
 
 def bound_leaves(bound: Any, params: Any, owner: str, name: str) -> list:
     """Per-leaf bounds (None: unbounded) from None, a scalar, or a tree like params."""
-    n = len(jax.tree_util.tree_leaves(params, is_leaf=_is_none))
+    n = len(jax.tree_util.tree_leaves(params, is_leaf=is_none))
     if bound is None:
         return [None] * n
     if not isinstance(bound, (dict, list, tuple)) and jnp.ndim(bound) == 0:
@@ -172,7 +121,7 @@ def bound_leaves(bound: Any, params: Any, owner: str, name: str) -> list:
     except ValueError as e:
         msg = f"{owner}: {name} must be None, a scalar or a tree like params. {e}"
         raise ValueError(msg) from None
-    return jax.tree_util.tree_leaves(bound, is_leaf=_is_none)
+    return jax.tree_util.tree_leaves(bound, is_leaf=is_none)
 
 
 def at_bound(x: jax.Array, bound: Any, compare: Any) -> jax.Array:
@@ -182,11 +131,11 @@ def at_bound(x: jax.Array, bound: Any, compare: Any) -> jax.Array:
     return compare(x, jnp.asarray(bound).astype(x.dtype))
 
 
-def project(params: Any, lower: Any, upper: Any, owner: str = "project") -> Any:
+def clip_to_box(params: Any, lower: Any, upper: Any, owner: str = "clip_to_box") -> Any:
     """clip(params, lower, upper) leaf-wise, in each parameter's dtype."""
     if lower is None and upper is None:
         return params
-    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     lo = bound_leaves(lower, params, owner, "lower")
     hi = bound_leaves(upper, params, owner, "upper")
     out = []
@@ -213,7 +162,7 @@ def check_bounds(owner: str, lower: Any, upper: Any, params: Any = None) -> None
             return
         paths, lows, highs, xs = [()], [lower], [upper], [None]
     else:
-        pairs = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]
+        pairs = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_none)[0]
         paths, xs = [p for p, _ in pairs], [x for _, x in pairs]
         lows = bound_leaves(lower, params, owner, "lower")
         highs = bound_leaves(upper, params, owner, "upper")
@@ -249,23 +198,9 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
         return False
 
 
-def tree_diff(a: Any, b: Any) -> Any:
-    """a - b leaf-wise in the compute dtype (at least float32); None leaves pass."""
-    return jax.tree_util.tree_map(
-        lambda x, y: (
-            None
-            if y is None or not is_param(y)
-            else (jnp.asarray(x).astype(compute_dtype(x)) - jnp.asarray(y).astype(compute_dtype(y)))
-        ),
-        a,
-        b,
-        is_leaf=_is_none,
-    )
-
-
 def check_same_arrays(x_leaves: list, g_leaves: list, params: Any, owner: str) -> None:
     """The gradient has an array exactly where params has one (full-batch directions)."""
-    paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)[0]]
+    paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=is_none)[0]]
     for path, x, g in zip(paths, x_leaves, g_leaves):
         if is_param(x) != is_param(g):
             raise ValueError(

@@ -17,32 +17,38 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
-from .base import _is_none, apply_updates, chain, check_hparam, is_param, value_or_id
-from .fullbatch import (
+from .._checks import check_hparam, check_int, is_none, is_param
+from .._module import value_or_id
+from ..base import apply_updates, chain
+from ..tree import max_abs, tree_where
+from ._common import (
     bound_leaves,
     cast_like,
     check_bounds,
     check_real,
+    clip_to_box,
     grad_slots,
-    max_abs,
-    project,
     real_dtype,
     split_output,
-    tree_where,
     value_and_grad,
 )
-from .linesearch import LineSearchState, LineSearchStatus, _LineSearch
-from .wrappers import check_int
+from .linesearch import LineSearch, LineSearchState, LineSearchStatus
 
-try:  # the one way to tell a trace from eager execution without running an op
-    from jax._src.core import trace_state_clean as _trace_state_clean
-except ImportError:  # pragma: no cover - a JAX that moved it: assume a trace (always safe)
+# Whether minimize is called inside a transformation (jit, vmap, grad, ...) of the
+# caller's. jax.extend.core.find_top_trace (public, jax.extend) returns the current trace;
+# outside every transformation it is the eval trace, whose type we record at import
+# (gradxform is imported eagerly). This costs no op, which matters: minimize's wrapper is
+# a visible part of a tiny solve. tests/test_fullbatch.py checks the detection.
+_EAGER_TRACE = type(jax.extend.core.find_top_trace(()))
 
-    def _trace_state_clean() -> bool:
-        return False
+
+def tracing() -> bool:
+    """True inside a JAX transformation of the caller's (jit, vmap, grad, ...)."""
+    return type(jax.extend.core.find_top_trace(())) is not _EAGER_TRACE
 
 
 __all__ = ["MinimizeStatus", "MinimizeResult", "minimize"]
@@ -70,11 +76,11 @@ class MinimizeResult(NamedTuple):
     state: Any  # tx's state after the last update with return_state=True, else None
 
 
-def _find_linesearch(tx: Any) -> _LineSearch | None:
+def _find_linesearch(tx: Any) -> LineSearch | None:
     found = [
         t
-        for t in jax.tree_util.tree_leaves(tx, is_leaf=lambda t: isinstance(t, _LineSearch))
-        if isinstance(t, _LineSearch)
+        for t in jax.tree_util.tree_leaves(tx, is_leaf=lambda t: isinstance(t, LineSearch))
+        if isinstance(t, LineSearch)
     ]
     if not found:
         return None
@@ -117,8 +123,8 @@ def _grad_norm(params, grad, ls, dt):
     lo = bound_leaves(ls.lower, params, "minimize", "lower")
     hi = bound_leaves(ls.upper, params, "minimize", "upper")
     out = jnp.zeros([], dt)
-    xs = jax.tree_util.tree_leaves(params, is_leaf=_is_none)
-    gs = jax.tree_util.tree_leaves(grad, is_leaf=_is_none)
+    xs = jax.tree_util.tree_leaves(params, is_leaf=is_none)
+    gs = jax.tree_util.tree_leaves(grad, is_leaf=is_none)
     for x, g, a, b in zip(xs, gs, lo, hi):
         if is_param(x) and is_param(g) and jnp.size(x):
             x = jnp.asarray(x).astype(dt)
@@ -138,7 +144,7 @@ def _run(fun, params, tx, max_steps, tol, ftol, has_aux, return_state):
     lower, upper = getattr(ls, "lower", None), getattr(ls, "upper", None)
     # Start from the projection onto the box, as SciPy's L-BFGS-B does: from outside it,
     # the first projected step would jump while value and gradient belong to x0.
-    params = project(params, lower, upper, owner)
+    params = clip_to_box(params, lower, upper, owner)
     dt = real_dtype(params)
     slots = grad_slots(params)
 
@@ -211,7 +217,7 @@ def _run(fun, params, tx, max_steps, tol, ftol, has_aux, return_state):
         updates, s_new = tx.update(g, s, x, value=f, grad=g, value_fn=checked)
         x_new = apply_updates(x, updates)
         if ls is not None:
-            x_new = project(x_new, lower, upper)
+            x_new = clip_to_box(x_new, lower, upper)
             ls_state = _linesearch_state(s_new)
             f_new, g_new, a_new = ls_state.value, ls_state.grad, ls_state.aux
             n_new = ls_state.num_evals
@@ -318,7 +324,7 @@ def _split_params(params: Any) -> tuple[Any, Any]:
     """(dynamic part, static part) of params: leaves that are not arrays (strings, ints,
     objects) cannot enter jit and travel as static data (they are not optimized).
     A TypeError if nothing is left to optimize."""
-    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=_is_none)
+    leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     if not any(is_param(x) for x in leaves):
         raise TypeError(
             "minimize: params has no floating-point leaf to optimize (integers, strings and "
@@ -435,7 +441,7 @@ def minimize(
     # (This wrapper is kept lean: for small problems its microseconds are a visible part
     # of the whole run.)
     x64 = jax.config.jax_enable_x64
-    traced = not _trace_state_clean()
+    traced = tracing()
     numbers = None
     plain = type(max_steps) is int and type(tol) in (int, float) and type(ftol) in (int, float)
     if plain and not traced:

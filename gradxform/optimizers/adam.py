@@ -8,81 +8,27 @@ not per leaf.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    _concrete_number,
-    abs2,
-    check_hparam,
+from .._checks import check_hparam
+from .._leafwise import (
     compute_dtype,
-    map_params,
     map_updates,
-    named_chain,
-    new_slot,
     safe_increment,
     scalar_dtype,
     scalar_like,
-    slot_dtype,
-    static_field,
     zero_count,
 )
-from .scaling import scale_by_learning_rate
-from .weight_decay import add_decayed_weights, maybe_weight_decay
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..scaling import scale_by_learning_rate
+from ..weight_decay import add_decayed_weights, maybe_weight_decay
+from ._moments import bias_correction, check_betas, init_moments, store_moments, update_moments
 
 __all__ = ["scale_by_adam", "scale_by_nadam", "adam", "adamw", "amsgrad", "nadam"]
-
-
-def check_betas(owner: str, b1: Any, b2: Any, eps: Any) -> None:
-    check_hparam(owner, "b1", b1, low=0, high=1, high_open=True)
-    check_hparam(owner, "b2", b2, low=0, high=1, high_open=True)
-    check_hparam(owner, "eps", eps, low=0, low_open=True)
-
-
-def init_moments(params, mu_dtype, nu_dtype):
-    """Zero first moments (mu_dtype) and real second moments (nu_dtype) like params."""
-    mu = map_params(lambda p: new_slot(p, slot_dtype(p, mu_dtype)), params)
-    nu = map_params(lambda p: new_slot(p, slot_dtype(p, nu_dtype, real=True)), params)
-    return mu, nu
-
-
-def update_moments(g, m, v, b1, b2):
-    """m <- m + (1 - b1)(g - m) (torch's lerp), v <- b2 v + (1 - b2)|g|^2, in g's dtype."""
-    real = jnp.finfo(g.dtype).dtype
-    m = m.astype(g.dtype)
-    m = m + scalar_like(1 - b1, g) * (g - m)
-    v = scalar_like(b2, v.astype(real)) * v.astype(real) + scalar_like(1 - b2, abs2(g)) * abs2(g)
-    return m, v
-
-
-def store_moments(m, v, m_old, v_old):
-    """New moments in the storage dtypes of the old ones (chosen at init from the
-    parameter and ``mu_dtype`` / ``nu_dtype``): an update of another dtype must not
-    change the state's dtypes (a scan carry or a jitted step would break or retrace)."""
-    return m.astype(m_old.dtype), v.astype(v_old.dtype)
-
-
-def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
-    """1 - beta^t, as accurate as the 1 - beta used by the moment update.
-
-    Under x64 this is torch's own double arithmetic. In float32, 1 - beta^t cancels
-    catastrophically (b2 = 0.999 rounds to 0.99900001, so 1 - b2^1 is off by 1e-5 against
-    the exact 1 - b2 the moments use); -expm1(t log beta), with log beta taken in double
-    for Python numbers, is accurate to float32 rounding.
-    """
-    if scalar_dtype() == jnp.float64:
-        return 1 - jnp.asarray(beta, jnp.float64) ** t
-    concrete = _concrete_number(beta)
-    log_beta = (
-        math.log(concrete)
-        if concrete is not None and concrete > 0
-        else jnp.log(jnp.asarray(beta, scalar_dtype()))
-    )
-    return -jnp.expm1(t * log_beta)
 
 
 class AdamState(NamedTuple):

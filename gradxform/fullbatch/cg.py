@@ -28,28 +28,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    _is_none,
-    check_hparam,
-    is_param,
-    named_chain,
-    safe_increment,
-    static_field,
-    zero_count,
-)
-from .fullbatch import (
-    cast_like,
-    check_real,
-    grad_slots,
-    real_dtype,
-    scale_tree,
-    tree_diff,
-    tree_where,
-    vdot,
-)
-from .linesearch import _LineSearch, zoom_linesearch
-from .wrappers import check_int
+from .._checks import check_hparam, check_int, is_none, is_param
+from .._leafwise import safe_increment, zero_count
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..tree import tree_diff, tree_scale, tree_where, vdot
+from ._common import cast_like, check_real, grad_slots, real_dtype
+from .linesearch import LineSearch, zoom_linesearch
 
 __all__ = ["CgState", "scale_by_conjugate_gradient", "conjugate_gradient"]
 
@@ -132,17 +117,17 @@ class scale_by_conjugate_gradient(GradientTransformation):  # noqa: N801
             lambda gl, dl: None if gl is None else -gl + beta.astype(gl.dtype) * dl,
             g,
             d_prev,
-            is_leaf=_is_none,
+            is_leaf=is_none,
         )
         not_descent = ~(vdot(g, d, dt) < 0)
-        d = tree_where(not_descent, scale_tree(-1.0, g), d)
+        d = tree_where(not_descent, tree_scale(-1.0, g), d)
         restart |= not_descent
         beta = jnp.where(not_descent, 0, beta)
         out = jax.tree_util.tree_map(
             lambda u, dl: u if not is_param(u) else dl.astype(jnp.result_type(u)),
             updates,
             d,
-            is_leaf=_is_none,
+            is_leaf=is_none,
         )
         new_state = CgState(
             count=safe_increment(state.count),
@@ -171,7 +156,7 @@ def conjugate_gradient(
     """
     if linesearch is None:
         linesearch = zoom_linesearch(c2=0.4, initial_guess="interpolate")
-    if not isinstance(linesearch, _LineSearch):
+    if not isinstance(linesearch, LineSearch):
         raise TypeError(
             "conjugate_gradient: linesearch must be a zoom_linesearch or "
             f"backtracking_linesearch, got {linesearch!r}"

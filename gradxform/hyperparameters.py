@@ -20,7 +20,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from .base import ChainState, GradientTransformation, Module, chain, scalar_dtype
+from ._leafwise import scalar_dtype
+from ._module import Module
+from .base import ChainState, GradientTransformation, chain
 
 __all__ = ["replace", "hyperparams"]
 

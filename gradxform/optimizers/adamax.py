@@ -7,23 +7,22 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .adam import bias_correction, check_betas, store_moments
-from .base import (
-    GradientTransformation,
+from .._leafwise import (
     compute_dtype,
     map_params,
     map_updates,
-    named_chain,
     new_slot,
     safe_increment,
     scalar_dtype,
     scalar_like,
     slot_dtype,
-    static_field,
     zero_count,
 )
-from .scaling import scale_by_learning_rate
-from .weight_decay import maybe_weight_decay
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..scaling import scale_by_learning_rate
+from ..weight_decay import maybe_weight_decay
+from ._moments import bias_correction, check_betas, store_moments
 
 __all__ = ["scale_by_adamax", "adamax"]
 

@@ -7,21 +7,20 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
+from .._checks import check_hparam
+from .._leafwise import (
     abs2,
-    check_hparam,
     compute_dtype,
     map_params,
     map_updates,
-    named_chain,
     new_slot,
     scalar_like,
     slot_dtype,
-    static_field,
 )
-from .scaling import scale_by_learning_rate
-from .weight_decay import maybe_weight_decay
+from .._module import static_field
+from ..base import GradientTransformation, named_chain
+from ..scaling import scale_by_learning_rate
+from ..weight_decay import maybe_weight_decay
 
 __all__ = ["scale_by_adadelta", "adadelta"]
 

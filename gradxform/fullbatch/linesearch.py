@@ -35,37 +35,24 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .base import (
-    GradientTransformation,
-    _is_none,
-    apply_updates,
-    check_hparam,
-    check_tree_structure,
-    is_param,
-    named_chain,
-    safe_increment,
-    static_field,
-    zero_count,
-    zeros_like_updates,
-)
-from .fullbatch import (
+from .._checks import check_hparam, check_int, check_tree_structure, is_none, is_param
+from .._leafwise import safe_increment, zero_count, zeros_like_updates
+from .._module import static_field
+from ..base import GradientTransformation, apply_updates, named_chain
+from ..scaling import scale
+from ..tree import tree_diff, tree_scale, tree_where, vdot
+from ._common import (
     at_bound,
     aux_placeholder,
     bound_leaves,
     cast_like,
     check_bounds,
     check_real,
+    clip_to_box,
     grad_slots,
-    project,
     real_dtype,
-    scale_tree,
-    tree_diff,
-    tree_where,
     value_and_grad,
-    vdot,
 )
-from .scaling import scale
-from .wrappers import check_int
 
 __all__ = [
     "LineSearchStatus",
@@ -117,7 +104,7 @@ def _approx(f_t, slope_t, phi0, slope0, c1, f_tol):
     return (f_tol > 0) & (f_t <= phi0 + f_tol) & (slope_t <= (2 * c1 - 1) * slope0)
 
 
-class _LineSearch(GradientTransformation):
+class LineSearch(GradientTransformation):
     """Base of the line searches (``gx.minimize`` finds them by this type)."""
 
     def _check_shared_fields(self, owner: str) -> None:
@@ -199,9 +186,9 @@ class _LineSearch(GradientTransformation):
         owner = f"{type(self).__name__}.update"
         lo = bound_leaves(lower, params, owner, "lower")
         hi = bound_leaves(upper, params, owner, "upper")
-        leaves = jax.tree_util.tree_leaves(params, is_leaf=_is_none)
-        gs = jax.tree_util.tree_leaves(g0, is_leaf=_is_none)
-        ds = jax.tree_util.tree_leaves(d, is_leaf=_is_none)
+        leaves = jax.tree_util.tree_leaves(params, is_leaf=is_none)
+        gs = jax.tree_util.tree_leaves(g0, is_leaf=is_none)
+        ds = jax.tree_util.tree_leaves(d, is_leaf=is_none)
         out = jnp.zeros([], dt)
         for x, g, u, a, b in zip(leaves, gs, ds, lo, hi):
             if not (is_param(x) and is_param(g) and is_param(u)):
@@ -216,9 +203,9 @@ class _LineSearch(GradientTransformation):
     def _finish(self, state, updates, step, value, grad, aux, n, status, phi0, lower, upper, x):
         ok = step > 0
         if lower is None and upper is None:
-            out = scale_tree(step, updates)
+            out = tree_scale(step, updates)
         else:
-            x_new = project(apply_updates(x, scale_tree(step, updates)), lower, upper)
+            x_new = clip_to_box(apply_updates(x, tree_scale(step, updates)), lower, upper)
             out = cast_like(tree_diff(x_new, x), updates)
         out = tree_where(ok, out, zeros_like_updates(updates))
         new_state = LineSearchState(
@@ -238,7 +225,7 @@ class _LineSearch(GradientTransformation):
 # Backtracking (Armijo)
 
 
-class backtracking_linesearch(_LineSearch):  # noqa: N801
+class backtracking_linesearch(LineSearch):  # noqa: N801
     """Backtracking line search with the Armijo sufficient-decrease condition.
 
     Tries alpha_0, rho alpha_0, rho^2 alpha_0, ... (rho = ``decrease_factor``) and takes
@@ -288,8 +275,8 @@ class backtracking_linesearch(_LineSearch):  # noqa: N801
         descent = dphi0 < 0
 
         def trial_point(t):
-            x = apply_updates(params, scale_tree(t, updates))
-            return project(x, lower, upper, "backtracking_linesearch")
+            x = apply_updates(params, tree_scale(t, updates))
+            return clip_to_box(x, lower, upper, "backtracking_linesearch")
 
         def body(c):
             t = c["t"]
@@ -376,7 +363,7 @@ def _extrapolate(a, fa, da, b, fb, db):
     return jnp.where(ok, jnp.clip(cubic, low, high), high)
 
 
-class zoom_linesearch(_LineSearch):  # noqa: N801
+class zoom_linesearch(LineSearch):  # noqa: N801
     """Line search for the strong Wolfe conditions (Nocedal & Wright, Alg. 3.5 and 3.6).
 
     Finds alpha with
@@ -430,7 +417,7 @@ class zoom_linesearch(_LineSearch):  # noqa: N801
         # trial's cost on small problems (about 5% of a whole L-BFGS run in 2-D).
         def body(c):
             t, lo, hi = c["t"], c["lo"], c["hi"]
-            f_t, g_t, aux_t = evaluate(apply_updates(params, scale_tree(t, updates)))
+            f_t, g_t, aux_t = evaluate(apply_updates(params, tree_scale(t, updates)))
             df_t = vdot(g_t, updates, dt)
             armijo = f_t <= phi0 + c1 * t * dphi0
             approx = _approx(f_t, df_t, phi0, dphi0, c1, f_tol)
@@ -500,7 +487,7 @@ def gradient_descent_linesearch(linesearch: GradientTransformation | None = None
     """
     if linesearch is None:
         linesearch = backtracking_linesearch(initial_guess="interpolate")
-    if not isinstance(linesearch, _LineSearch):
+    if not isinstance(linesearch, LineSearch):
         raise TypeError(
             "gradient_descent_linesearch: linesearch must be a backtracking_linesearch or "
             f"zoom_linesearch, got {linesearch!r}"

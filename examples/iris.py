@@ -1,6 +1,6 @@
 """Logistic regression on the Iris data with GD, SGD, momentum and Adam.
 
-Run with ``make demo`` (or ``python -m gradxform.demo``; needs scikit-learn, which ships
+Run with ``make demo`` (or ``python examples/iris.py``; needs scikit-learn, which ships
 the data set). Prints one row per optimizer: final training loss and accuracy.
 """
 

@@ -1,0 +1,237 @@
+"""Leaf-wise machinery: dtype rules, state slots, and mapping a function over leaves.
+
+The rules every transform follows:
+
+- math runs in at least float32 (``compute_dtype``), whatever the parameter dtype;
+- a state slot's storage dtype is its parameter's compute dtype unless overridden
+  (``slot_dtype``), and is real for second moments of complex parameters;
+- per-step scalars (bias corrections, schedule values) are float64 under x64
+  (``scalar_dtype``) and are cast to each leaf's compute dtype before use;
+- ``map_params`` / ``map_updates`` apply a per-leaf function to optimized leaves only and
+  pass ``None`` and non-array leaves through.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import (
+    check_param_dtypes,
+    check_tree_structure,
+    is_int_array,
+    is_none,
+    is_param,
+    raise_int_update,
+    raise_missing_slot,
+    raise_shape,
+)
+from ._typing import PyTree
+
+
+def resolve(hparam: Any, count: jax.Array) -> Any:
+    """A hyperparameter's value at step ``count``: schedules are called, numbers returned."""
+    return hparam(count) if callable(hparam) else hparam
+
+
+def scalar_dtype() -> jnp.dtype:
+    """dtype for per-step scalars (bias corrections, schedule values): float64 under x64.
+
+    Scalars are cast to each leaf's compute dtype before use, so float32 parameters never
+    get promoted; float64 parameters get float64-exact step sizes (torch.optim parity).
+    """
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """count + 1, saturating at the dtype's maximum instead of wrapping to negative."""
+    big = jnp.iinfo(count.dtype).max
+    return jnp.where(count < big, count + 1, count)
+
+
+def zero_count() -> jax.Array:
+    return jnp.zeros([], jnp.int32)
+
+
+def scalar_like(value: Any, u: Any) -> jax.Array:
+    """A per-step scalar cast to the compute dtype of leaf ``u`` (so it never promotes).
+
+    A Python or NumPy number becomes a NumPy scalar (a constant in the trace): making a
+    device array of it would run an eager op per leaf while tracing.
+    """
+    dt = compute_dtype(u)
+    if isinstance(value, jax.Array):
+        return cast(value, dt)
+    return np.asarray(value, dt)
+
+
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x.astype(dtype)``, skipped when ``x`` already has it (cheaper to trace)."""
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+
+
+def compute_dtype(x: Any) -> jnp.dtype:
+    """The dtype math runs in for a leaf: at least float32 (bf16/f16 -> f32)."""
+    # A jax array's dtype is already canonical; jnp.result_type is slow to call per leaf.
+    dt = x.dtype if isinstance(x, jax.Array) else jnp.dtype(jnp.result_type(x))
+    if jnp.issubdtype(dt, jnp.floating) and dt.itemsize < 4:
+        return jnp.dtype(jnp.float32)
+    return dt
+
+
+def wider_dtype(*dtypes: Any) -> jnp.dtype:
+    """The standard JAX promotion of dtypes, whatever the user's promotion mode.
+
+    Used where the library widens on purpose (e.g. bf16 param + f32 update), so that
+    ``jax_numpy_dtype_promotion="strict"`` in user code does not break it.
+    """
+    return _wider(tuple(jnp.dtype(d) for d in dtypes))
+
+
+def landing_dtypes(u: jax.Array, p: Any) -> tuple[jnp.dtype, jnp.dtype]:
+    """(compute dtype, update dtype) of an update that must land ``p`` exactly on a
+    target (projections, prox): both at least p's dtype, because -p rounded to a narrower
+    update dtype misses (a bf16 update left a float32 parameter at -3e-4, not 0)."""
+    p_dtype = jnp.result_type(p)
+    return wider_dtype(compute_dtype(u), p_dtype), wider_dtype(u.dtype, p_dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _wider(dtypes: tuple) -> jnp.dtype:
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.dtype(jnp.result_type(*dtypes))
+
+
+def slot_dtype(x: Any, override: Any = None, *, real: bool = False) -> jnp.dtype:
+    """Storage dtype of a state slot: ``override`` if given, else the compute dtype.
+
+    ``real=True`` is for second-moment slots, which hold |g|^2 and are real for complex
+    parameters. Otherwise a complex parameter's slot is complex: a real ``override``
+    (``mu_dtype=jnp.float32`` on a mixed tree) gives its precision (complex64).
+    """
+    dt = jnp.dtype(override) if override is not None else compute_dtype(x)
+    if real:
+        return jnp.finfo(dt).dtype
+    if override is not None and jnp.issubdtype(compute_dtype(x), jnp.complexfloating):
+        return wider_dtype(dt, jnp.complex64)
+    return dt
+
+
+
+def map_params(fn: Callable, tree: PyTree, *rest: PyTree) -> PyTree:
+    """``fn(leaf, *rest_leaves)`` on optimized leaves; other leaves map to ``None``.
+
+    Used by ``init``: state slots of non-optimized leaves are ``None``.
+    """
+    check_param_dtypes(tree, "params")
+    return jax.tree_util.tree_map(
+        lambda x, *r: fn(x, *r) if is_param(x) else None, tree, *rest, is_leaf=is_none
+    )
+
+
+def new_slot(x: Any, dtype: Any, fill: Any = 0) -> jax.Array:
+    """A state slot for parameter ``x`` (array, ShapeDtypeStruct or Python scalar).
+
+    Filled with ``fill`` (default 0). A concrete sharded parameter gets a slot with the
+    same sharding, so optimizer state shards exactly like the parameters.
+    """
+    shape = getattr(x, "shape", ())
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        return jnp.full(shape, fill, dtype, device=x.sharding)
+    return jnp.full(shape, fill, dtype)
+
+
+def abs2(g: jax.Array) -> jax.Array:
+    """|g|^2, real for complex g."""
+    if jnp.iscomplexobj(g):
+        return jnp.real(g) ** 2 + jnp.imag(g) ** 2
+    return g * g
+
+
+# Per-leaf functions with fewer equations than this are traced leaf by leaf (see per_leaf).
+_NESTED_MIN_EQNS = 8
+
+
+def per_leaf(fn: Callable, leaves: list) -> Callable:
+    """``fn`` itself, or, while tracing, ``fn`` under a nested ``jax.jit`` if it is big.
+
+    Why: under tracing every leaf would otherwise re-trace the same few dozen jnp calls
+    (at 1,000 Adam leaves that was most of the time spent before XLA). Nested jit traces
+    ``fn`` once per distinct leaf shape/dtype and lowers it once as a shared function;
+    XLA inlines the calls, so the compiled program and its numerics are unchanged. Each
+    call costs XLA some compile time, though (inlining, call-graph passes: ~0.1 ms), more
+    than re-tracing a function of a few equations saves, so a small ``fn`` (judged on its
+    first jaxpr) stays plain. Eager calls keep plain ``fn``: a fresh closure per update
+    would recompile each step. ``fn`` must be pure (no Python side effects): it may run
+    once per distinct signature; its outputs come back as arrays.
+    """
+    if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return fn
+    chosen: dict[tuple, Callable] = {}
+
+    def call(*args):
+        # Arguments that are not arrays (Python bools of a mask, Python-float params)
+        # reach fn as themselves, as static arguments.
+        static = tuple(i for i, a in enumerate(args) if not isinstance(a, (jax.Array, np.ndarray)))
+        impl = chosen.get(static)
+        if impl is None:
+            jitted = jax.jit(fn, static_argnums=static)
+            big = len(jitted.trace(*args).jaxpr.eqns) >= _NESTED_MIN_EQNS
+            impl = chosen[static] = jitted if big else fn
+        return impl(*args)
+
+    return call
+
+
+def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
+    """Apply ``fn(u, *slot_leaves) -> tuple`` of ``n_out`` outputs leaf-wise.
+
+    Checks each slot tree has the structure of ``updates``. Leaves whose update is
+    ``None`` or not an array pass through unchanged, with their slots.
+    Returns a tuple of ``n_out`` trees shaped like ``updates``.
+    """
+    for i, s in enumerate(slots):
+        check_tree_structure(updates, s, names=("updates", f"state slot {i}"), allow_none=True)
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
+    slot_leaves = [treedef.flatten_up_to(s) for s in slots]
+    outs: list[list[Any]] = [[] for _ in range(n_out)]
+    leaf_fn = per_leaf(fn, leaves)
+    for j, u in enumerate(leaves):
+        args = [s[j] for s in slot_leaves]
+        if isinstance(u, (float, complex)):  # a Python-number parameter's update
+            u = jnp.asarray(u)
+        if is_param(u):
+            if any(a is None for a in args):
+                raise_missing_slot(updates, j)
+            for a in args:
+                # A float slot (a moment, the parameter) has the parameter's shape; an
+                # update of another shape would broadcast into it and change the state.
+                if is_param(a) and jnp.shape(a) != jnp.shape(u):
+                    raise_shape(updates, j, u, a)
+            res = leaf_fn(u, *args)
+        elif is_int_array(u):
+            raise_int_update(updates, j, u)
+        else:
+            res = (u, *args)
+        for k in range(n_out):
+            outs[k].append(res[k])
+    return tuple(treedef.unflatten(o) for o in outs)
+
+
+
+def zeros_like_updates(updates: PyTree) -> PyTree:
+    """Zeros for every array update, other leaves passed through."""
+    return map_updates(lambda u: (jnp.zeros_like(u),), updates)[0]
+
+
+
+def as_int(value: Any) -> jax.Array:
+    """An integer hyperparameter (Python int, integral float, array) as an int32 scalar."""
+    return jnp.asarray(value).astype(jnp.int32)
