@@ -36,7 +36,6 @@ def is_param(x: Any) -> bool:
     return False
 
 
-
 def is_int_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic)) and (
         jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.bool_)
@@ -49,7 +48,6 @@ def leaf_path(tree: PyTree, j: int) -> str:
     return jax.tree_util.keystr(path) or "<root>"
 
 
-
 def check_param_dtypes(tree: PyTree, what: str) -> None:
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)[0]:
         if isinstance(leaf, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct)):
@@ -59,7 +57,6 @@ def check_param_dtypes(tree: PyTree, what: str) -> None:
                     f"{leaf.dtype}; only floating or complex arrays can be optimized. Replace "
                     "it with None in the tree you optimize, or freeze it with a mask."
                 )
-
 
 
 # --------------------------------------------------------------------------------------
@@ -135,10 +132,10 @@ def check_transform(owner: str, name: str, tx: Any) -> None:
             f"got {tx!r}"
         )
 
+
 def is_active(hparam: Any) -> bool:
     """False only for a hyperparameter that is the number 0 (so its term can be left out)."""
     return callable(hparam) or concrete_number(hparam) != 0
-
 
 
 def check_dtype_option(owner: str, name: str, value: Any) -> None:
@@ -153,7 +150,6 @@ def check_dtype_option(owner: str, name: str, value: Any) -> None:
             f"{owner}: {name} must be None or a floating dtype (jnp.float32, jnp.bfloat16, "
             f"...), got {value!r}"
         )
-
 
 
 # --------------------------------------------------------------------------------------
@@ -217,7 +213,6 @@ def check_tree_structure(
     raise ValueError("\n".join(lines))
 
 
-
 def raise_int_update(updates: PyTree, j: int, u: Any) -> None:
     raise TypeError(
         f"updates leaf at {leaf_path(updates, j)} has dtype {u.dtype}: "
@@ -248,7 +243,6 @@ def need_params(owner: str, params: PyTree | None) -> None:
         raise ValueError(
             f"{owner} needs the current parameters: call tx.update(grads, state, params)"
         )
-
 
 
 def check_params(updates: PyTree, params: PyTree | None) -> None:

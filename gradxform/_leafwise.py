@@ -75,8 +75,6 @@ def cast(x: jax.Array, dtype: Any) -> jax.Array:
     return x if x.dtype == dtype else x.astype(dtype)
 
 
-
-
 def compute_dtype(x: Any) -> jnp.dtype:
     """The dtype math runs in for a leaf: at least float32 (bf16/f16 -> f32)."""
     # A jax array's dtype is already canonical; jnp.result_type is slow to call per leaf.
@@ -122,7 +120,6 @@ def slot_dtype(x: Any, override: Any = None, *, real: bool = False) -> jnp.dtype
     if override is not None and jnp.issubdtype(compute_dtype(x), jnp.complexfloating):
         return wider_dtype(dt, jnp.complex64)
     return dt
-
 
 
 def map_params(fn: Callable, tree: PyTree, *rest: PyTree) -> PyTree:
@@ -225,11 +222,9 @@ def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
     return tuple(treedef.unflatten(o) for o in outs)
 
 
-
 def zeros_like_updates(updates: PyTree) -> PyTree:
     """Zeros for every array update, other leaves passed through."""
     return map_updates(lambda u: (jnp.zeros_like(u),), updates)[0]
-
 
 
 def as_int(value: Any) -> jax.Array:

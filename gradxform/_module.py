@@ -153,7 +153,6 @@ def _leaf_equal(x: Any, y: Any) -> bool:
 # Hyperparameter validation (construction time only)
 
 
-
 class StaticTree:
     """A pytree of Python values (bools, strings) held as static structure.
 
@@ -182,4 +181,3 @@ class StaticTree:
 
     def __repr__(self):
         return repr(self.tree)
-

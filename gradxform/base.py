@@ -115,7 +115,6 @@ class stateless(GradientTransformation):
         return self.fn(updates, params), state
 
 
-
 class set_to_zero(GradientTransformation):
     """Replaces every update by zeros of the same shape and dtype: u <- 0.
 
@@ -297,7 +296,6 @@ class chain(GradientTransformation):
                 raise
             new_states.append(s)
         return updates, ChainState(self.names, tuple(new_states))
-
 
 
 def named_chain(name: str, *transforms: GradientTransformation | None) -> chain:

@@ -15,7 +15,7 @@ from .tree import global_norm, tree_scale
 __all__ = ["clip", "clip_by_global_norm"]
 
 
-class clip(GradientTransformation):  # noqa: N801
+class clip(GradientTransformation):
     """Clips every element to [-max_delta, max_delta]: u <- clip(u, -d, d).
 
     torch ``nn.utils.clip_grad_value_``. Complex elements are clipped in magnitude.
@@ -52,7 +52,7 @@ class ClipByGlobalNormState(NamedTuple):
         return {"norm_before": self.norm, "norm_after": self.clipped_norm}
 
 
-class clip_by_global_norm(GradientTransformation):  # noqa: N801
+class clip_by_global_norm(GradientTransformation):
     """Rescales the whole tree when its global norm exceeds ``max_norm``.
 
     n = sqrt(sum_i ||u_i||^2);  u <- u * max_norm / n  if n > max_norm, else u.

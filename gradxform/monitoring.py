@@ -32,7 +32,7 @@ class MonitorState(NamedTuple):
         return dict(self._asdict())
 
 
-class monitor(GradientTransformation):  # noqa: N801
+class monitor(GradientTransformation):
     """Records statistics of the updates at its place in a chain; u <- u unchanged.
 
     Placed first in a chain it sees the raw gradients; placed last, the final steps.

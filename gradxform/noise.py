@@ -20,7 +20,7 @@ class AddNoiseState(NamedTuple):
     key: jax.Array  # PRNG key, split once per update
 
 
-class add_noise(GradientTransformation):  # noqa: N801
+class add_noise(GradientTransformation):
     """Adds annealed noise: u <- u + N(0, sigma_t^2), sigma_t^2 = eta / (1 + t)**gamma.
 
     Complex leaves get circular complex noise with the same total variance.

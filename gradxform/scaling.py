@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class scale(GradientTransformation):  # noqa: N801
+class scale(GradientTransformation):
     """Multiplies updates by a constant: u <- step_size * u."""
 
     step_size: Any
@@ -55,7 +55,7 @@ class ScaleByLearningRateState(NamedTuple):
         return {"learning_rate": self.learning_rate}
 
 
-class scale_by_learning_rate(GradientTransformation):  # noqa: N801
+class scale_by_learning_rate(GradientTransformation):
     """Turns a direction into a descent step: u <- -lr(t) * u (``flip_sign=False``: +lr).
 
     ``learning_rate`` is a number or a schedule ``t -> lr``, with t the number of updates
@@ -83,7 +83,7 @@ class scale_by_learning_rate(GradientTransformation):  # noqa: N801
         )
 
 
-class scale_by_sign(GradientTransformation):  # noqa: N801
+class scale_by_sign(GradientTransformation):
     """u <- sign(u) (signSGD, Bernstein et al. 2018); u/|u| for complex u, 0 stays 0."""
 
     def init(self, params):
@@ -93,7 +93,7 @@ class scale_by_sign(GradientTransformation):  # noqa: N801
         return map_updates(lambda u: (jnp.sign(u),), updates)[0], state
 
 
-class centralize(GradientTransformation):  # noqa: N801
+class centralize(GradientTransformation):
     """Gradient centralization (Yong et al., 2020): removes the mean over all axes but 0.
 
     u <- u - mean(u, axes 1..ndim-1) for leaves with ndim > 1; vectors and scalars pass
@@ -118,7 +118,7 @@ class ScaleByScheduleState(NamedTuple):
     count: jax.Array  # int32: updates so far (the schedule's input, 0 at the first update)
 
 
-class scale_by_schedule(GradientTransformation):  # noqa: N801
+class scale_by_schedule(GradientTransformation):
     """u <- schedule(t) * u, with t the number of updates already applied (0 first).
 
     No sign flip (``scale_by_learning_rate`` flips); ``schedule`` is a gradxform schedule

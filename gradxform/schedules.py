@@ -92,7 +92,7 @@ def _progress(count, begin, steps):
     return jnp.clip((_t(count) - begin) / steps, 0.0, 1.0)
 
 
-class constant_schedule(Schedule):  # noqa: N801
+class constant_schedule(Schedule):
     """v(t) = value."""
 
     value: Any
@@ -104,7 +104,7 @@ class constant_schedule(Schedule):  # noqa: N801
         return jnp.full([], self.value, scalar_dtype())
 
 
-class linear_schedule(Schedule):  # noqa: N801
+class linear_schedule(Schedule):
     """Linear interpolation: v(t) = v0 + (v1 - v0) * clip((t - begin) / steps, 0, 1).
 
     Equals torch ``LinearLR`` up to its factor parametrisation.
@@ -126,7 +126,7 @@ class linear_schedule(Schedule):  # noqa: N801
         return self.init_value + (self.end_value - self.init_value) * frac
 
 
-class polynomial_schedule(Schedule):  # noqa: N801
+class polynomial_schedule(Schedule):
     """v(t) = (v0 - v1) * (1 - clip((t - begin) / steps, 0, 1))**power + v1.
 
     Equals torch ``PolynomialLR`` with ``end_value=0``.
@@ -152,7 +152,7 @@ class polynomial_schedule(Schedule):  # noqa: N801
         return (self.init_value - self.end_value) * (1 - frac) ** self.power + self.end_value
 
 
-class exponential_decay(Schedule):  # noqa: N801
+class exponential_decay(Schedule):
     """v(t) = v0 * rate**p, p = (t - begin) / steps (floored if ``staircase``), p >= 0.
 
     ``end_value`` bounds the result (a floor when decaying, a ceiling when growing).
@@ -189,7 +189,7 @@ class exponential_decay(Schedule):  # noqa: N801
         return v
 
 
-class inverse_time_decay(Schedule):  # noqa: N801
+class inverse_time_decay(Schedule):
     """v(t) = v0 / (1 + rate * t / steps) (t/steps floored if ``staircase``).
 
     With ``transition_steps=1`` this is torch ``Adagrad``'s ``lr_decay``:
@@ -213,7 +213,7 @@ class inverse_time_decay(Schedule):  # noqa: N801
         return self.init_value / (1 + self.decay_rate * p)
 
 
-class piecewise_constant_schedule(Schedule):  # noqa: N801
+class piecewise_constant_schedule(Schedule):
     """Step decay: v(t) = values[i], i = number of boundaries b with t >= b.
 
     ``len(values) == len(boundaries) + 1``, boundaries strictly increasing. Equals torch
@@ -238,7 +238,7 @@ def _cos_anneal(start, end, frac):
     return end + (start - end) * 0.5 * (1 + jnp.cos(math.pi * frac))
 
 
-class cosine_decay_schedule(Schedule):  # noqa: N801
+class cosine_decay_schedule(Schedule):
     """v(t) = v0 * ((1 - alpha) * c(t)**exponent + alpha), c = (1 + cos(pi min(t, T)/T)) / 2.
 
     Loshchilov & Hutter (2017) without restarts; torch ``CosineAnnealingLR(T_max=T,
@@ -262,7 +262,7 @@ class cosine_decay_schedule(Schedule):  # noqa: N801
         return self.init_value * ((1 - self.alpha) * c**self.exponent + self.alpha)
 
 
-class warmup_cosine_decay_schedule(Schedule):  # noqa: N801
+class warmup_cosine_decay_schedule(Schedule):
     """Linear warmup v0 -> peak over ``warmup_steps``, then cosine peak -> end.
 
     v(t) = v0 + (peak - v0) t / W for t < W; else end + (peak - end)(1 + cos(pi f))/2 with
@@ -296,7 +296,7 @@ class warmup_cosine_decay_schedule(Schedule):  # noqa: N801
         return jnp.where(t < w, warm, _cos_anneal(self.peak_value, self.end_value, frac))
 
 
-class one_cycle_schedule(Schedule):  # noqa: N801
+class one_cycle_schedule(Schedule):
     """Smith & Topin (2018) one-cycle policy with cosine annealing.
 
     Starts at peak/div_factor, cosine-anneals up to ``peak_value`` at step pct_start*T,
@@ -330,7 +330,7 @@ class one_cycle_schedule(Schedule):  # noqa: N801
         return jnp.where(t < t1, up, down)
 
 
-class sgdr_schedule(Schedule):  # noqa: N801
+class sgdr_schedule(Schedule):
     """Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017).
 
     Period i has length T_i = period * period_mult**i; within it
@@ -370,7 +370,7 @@ class sgdr_schedule(Schedule):  # noqa: N801
         return _cos_anneal(self.init_value, self.end_value, (t - start) / length)
 
 
-class join_schedules(Schedule):  # noqa: N801
+class join_schedules(Schedule):
     """Runs ``schedules[i]`` from ``boundaries[i-1]`` on, each seeing t - boundaries[i-1].
 
     ``len(schedules) == len(boundaries) + 1``; torch ``SequentialLR``.

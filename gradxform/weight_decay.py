@@ -70,7 +70,7 @@ class WeightDecayState(NamedTuple):
     count: jax.Array  # int32 scalar: the schedule's input
 
 
-class add_decayed_weights(GradientTransformation):  # noqa: N801
+class add_decayed_weights(GradientTransformation):
     """Adds the L2 / weight-decay term: u <- u + wd(t) * p, on masked leaves only.
 
     Before an adaptive scaling (``chain(add_decayed_weights(wd), scale_by_adam(), ...)``)
@@ -114,7 +114,7 @@ class add_decayed_weights(GradientTransformation):  # noqa: N801
         return updates, WeightDecayState(count=safe_increment(state.count))
 
 
-class add_l1_subgradient(GradientTransformation):  # noqa: N801
+class add_l1_subgradient(GradientTransformation):
     """Adds the L1 subgradient: u <- u + strength * sign(p) (sign(0) = 0).
 
     Gradient-descent on ||p||_1 oscillates around zero instead of reaching it; use
@@ -141,7 +141,7 @@ class add_l1_subgradient(GradientTransformation):  # noqa: N801
         return map_updates(f, updates, params)[0], state
 
 
-class proximal_l1(GradientTransformation):  # noqa: N801
+class proximal_l1(GradientTransformation):
     """Proximal L1 step (ISTA soft-thresholding), placed *last* in a chain.
 
     With z = p + u (the plain gradient step), the new parameter is

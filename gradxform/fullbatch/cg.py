@@ -49,7 +49,7 @@ class CgState(NamedTuple):
     beta: jax.Array  # scalar: beta of the last update (0 at a restart)
 
 
-class scale_by_conjugate_gradient(GradientTransformation):  # noqa: N801
+class scale_by_conjugate_gradient(GradientTransformation):
     """Nonlinear CG direction: u <- d_k = -g_k + beta_k d_{k-1} (a descent direction).
 
     See the module docstring for the beta formulas and the restart rules. ``updates``

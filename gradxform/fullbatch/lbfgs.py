@@ -94,7 +94,7 @@ def two_loop(q: list, s_hist: list, y_hist: list, rho, gamma, pairs, dt) -> list
     return jax.lax.fori_loop(0, count, oldest_first, [gamma.astype(x.dtype) * x for x in q])
 
 
-class scale_by_lbfgs(GradientTransformation):  # noqa: N801
+class scale_by_lbfgs(GradientTransformation):
     """L-BFGS direction: u <- d = -H_k g (a descent direction; follow with a line search).
 
     See the module docstring for the recursion, the memory rules and box constraints.

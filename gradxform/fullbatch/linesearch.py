@@ -225,7 +225,7 @@ class LineSearch(GradientTransformation):
 # Backtracking (Armijo)
 
 
-class backtracking_linesearch(LineSearch):  # noqa: N801
+class backtracking_linesearch(LineSearch):
     """Backtracking line search with the Armijo sufficient-decrease condition.
 
     Tries alpha_0, rho alpha_0, rho^2 alpha_0, ... (rho = ``decrease_factor``) and takes
@@ -363,7 +363,7 @@ def _extrapolate(a, fa, da, b, fb, db):
     return jnp.where(ok, jnp.clip(cubic, low, high), high)
 
 
-class zoom_linesearch(LineSearch):  # noqa: N801
+class zoom_linesearch(LineSearch):
     """Line search for the strong Wolfe conditions (Nocedal & Wright, Alg. 3.5 and 3.6).
 
     Finds alpha with

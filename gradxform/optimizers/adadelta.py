@@ -30,7 +30,7 @@ class AdadeltaState(NamedTuple):
     delta_avg: Any  # like params, real accumulator_dtype: E[dx^2]
 
 
-class scale_by_adadelta(GradientTransformation):  # noqa: N801
+class scale_by_adadelta(GradientTransformation):
     """Adadelta's direction, torch.optim.Adadelta semantics.
 
     E[g^2]_t = rho E[g^2] + (1 - rho) |g|^2;  dx = sqrt(E[dx^2] + eps) / sqrt(E[g^2]_t + eps) g;

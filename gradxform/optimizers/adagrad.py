@@ -30,7 +30,7 @@ class RssState(NamedTuple):
     sum_of_squares: Any  # like params, real accumulator_dtype
 
 
-class scale_by_rss(GradientTransformation):  # noqa: N801
+class scale_by_rss(GradientTransformation):
     """Divides by the root of the summed squares (Adagrad's direction).
 
     s_t = s_{t-1} + |g|^2 (s_0 = initial_accumulator_value);

@@ -38,7 +38,7 @@ class AdamState(NamedTuple):
     nu_max: Any  # like nu when amsgrad, else None: running max of nu
 
 
-class scale_by_adam(GradientTransformation):  # noqa: N801
+class scale_by_adam(GradientTransformation):
     """Adam's direction (Kingma & Ba, 2015), torch.optim.Adam semantics.
 
     m_t = b1 m + (1 - b1) g;  v_t = b2 v + (1 - b2) |g|^2;  (amsgrad: v_t <- max(v_max, v_t))
@@ -105,7 +105,7 @@ class NadamState(NamedTuple):
     nu: Any  # like params, real nu_dtype
 
 
-class scale_by_nadam(GradientTransformation):  # noqa: N801
+class scale_by_nadam(GradientTransformation):
     """NAdam's direction (Dozat, 2016) with torch.optim.NAdam's momentum schedule.
 
     mu_t = b1 (1 - 0.5 * 0.96^(t psi)), psi = ``momentum_decay``; P_t = prod_{i<=t} mu_i;

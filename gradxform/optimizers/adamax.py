@@ -33,7 +33,7 @@ class AdamaxState(NamedTuple):
     nu: Any  # like params, real nu_dtype: exponentially weighted infinity norm
 
 
-class scale_by_adamax(GradientTransformation):  # noqa: N801
+class scale_by_adamax(GradientTransformation):
     """Adamax direction, torch.optim.Adamax semantics.
 
     m_t = b1 m + (1 - b1) g;  n_t = max(b2 n, |g| + eps);  u = m_t / ((1 - b1^t) n_t).

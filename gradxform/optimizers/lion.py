@@ -20,7 +20,7 @@ class LionState(NamedTuple):
     mu: Any  # like params, mu_dtype: momentum
 
 
-class scale_by_lion(GradientTransformation):  # noqa: N801
+class scale_by_lion(GradientTransformation):
     """Lion's direction: u = sign(b1 m + (1 - b1) g);  m <- b2 m + (1 - b2) g.
 
     Defaults b1 = 0.9, b2 = 0.99 (paper). Every coordinate moves by exactly lr, so Lion

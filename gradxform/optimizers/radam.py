@@ -33,7 +33,7 @@ def _step_dtype(x: Any, t: jax.Array) -> Any:
     return x if isinstance(x, (int, float)) else jnp.asarray(x).astype(t.dtype)
 
 
-class scale_by_radam(GradientTransformation):  # noqa: N801
+class scale_by_radam(GradientTransformation):
     """RAdam direction, torch.optim.RAdam semantics.
 
     m, v as Adam;  rho_inf = 2 / (1 - b2) - 1;  rho_t = rho_inf - 2 t b2^t / (1 - b2^t).

@@ -30,7 +30,7 @@ class RmsState(NamedTuple):
     mu: Any  # like params when centered, else None: running mean of g
 
 
-class scale_by_rms(GradientTransformation):  # noqa: N801
+class scale_by_rms(GradientTransformation):
     """Divides by the running RMS of the gradient, torch.optim.RMSprop semantics.
 
     nu_t = decay nu + (1 - decay) |g|^2 (nu_0 = initial_scale);

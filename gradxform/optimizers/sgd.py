@@ -49,7 +49,7 @@ class MomentumState(NamedTuple):
     velocity: Any  # like params, accumulator_dtype (default: at least float32)
 
 
-class scale_by_momentum(GradientTransformation):  # noqa: N801
+class scale_by_momentum(GradientTransformation):
     """Momentum buffer, torch.optim.SGD semantics.
 
     v_1 = u_1;  v_t = mu v_{t-1} + (1 - dampening) u_t;
@@ -107,7 +107,7 @@ class EmaState(NamedTuple):
     ema: Any  # like params, accumulator_dtype
 
 
-class ema(GradientTransformation):  # noqa: N801
+class ema(GradientTransformation):
     """Exponential moving average of updates.
 
     e_t = decay e_{t-1} + (1 - decay) u_t,  e_0 = 0; output e_t / (1 - decay^t) when

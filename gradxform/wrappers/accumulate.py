@@ -44,7 +44,7 @@ class AccumulateState(NamedTuple):
         return {"micro_step": self.micro_step, "optimizer_step": self.count}
 
 
-class accumulate(GradientTransformation):  # noqa: N801
+class accumulate(GradientTransformation):
     """Accumulates ``every_k`` micro-batch updates, then runs ``inner`` once on them.
 
     On calls 1 .. k-1 of a cycle: acc <- acc + u, emitted update 0, ``inner`` untouched.

@@ -122,7 +122,7 @@ def _raise_limit(hit: Any, consecutive: Any, total: Any, limit: Any) -> None:
         )
 
 
-class apply_if_finite(GradientTransformation):  # noqa: N801
+class apply_if_finite(GradientTransformation):
     """Skips steps whose updates contain a NaN or an Inf.
 
     A step is an *error* when any incoming update element is NaN or +-Inf. On an error the
@@ -207,7 +207,7 @@ class ConditionallyTransformState(NamedTuple):
     inner_state: Any  # the wrapped transform's state; unchanged on steps it does not run
 
 
-class conditionally_transform(GradientTransformation):  # noqa: N801
+class conditionally_transform(GradientTransformation):
     """Runs ``inner`` only at steps where ``should_transform_fn(count)`` is true.
 
     ``count`` is the number of updates this wrapper has received before (0 at the first

@@ -44,7 +44,7 @@ class LookaheadState(NamedTuple):
     inner_state: Any  # the fast optimizer's state (not reset at a sync)
 
 
-class lookahead(GradientTransformation):  # noqa: N801
+class lookahead(GradientTransformation):
     """Lookahead around the fast optimizer ``inner``; the user's params are the fast weights.
 
     Step t (1-based): u = inner(g); theta' = theta + u. If t % sync_period == 0:

@@ -43,7 +43,6 @@ from .selectors import Inverted, as_selector, resolve_selector
 __all__ = ["masked", "partition", "freeze", "MaskedState", "PartitionState"]
 
 
-
 # --------------------------------------------------------------------------------------
 # Splitting and merging trees
 
@@ -78,7 +77,9 @@ def _masked_update(owner, inner, mask, updates, state, params, extra, *, zero_re
     ref = _ref_tree(updates, params)
     sel = [lab is True for lab in resolve_selector(owner, mask, ref, "mask")]
     sub_updates = _select(updates, sel)
-    new_sub, inner_state = inner.update(sub_updates, state.inner_state, _select(params, sel), **extra)
+    new_sub, inner_state = inner.update(
+        sub_updates, state.inner_state, _select(params, sel), **extra
+    )
     new_leaves = _inner_leaves(owner, sub_updates, new_sub)
     leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
     rest = _zeros if zero_rest else (lambda u: u)
@@ -96,7 +97,7 @@ class MaskedState(NamedTuple):
     inner_state: Any
 
 
-class masked(GradientTransformation):  # noqa: N801
+class masked(GradientTransformation):
     """Runs ``inner`` on the selected parameters; other updates pass through unchanged.
 
     ``inner`` sees a tree in which the unselected leaves of updates and params are None,
@@ -127,7 +128,7 @@ class masked(GradientTransformation):  # noqa: N801
         )
 
 
-class freeze(GradientTransformation):  # noqa: N801
+class freeze(GradientTransformation):
     """Frozen parameters get exact zero updates and no state; the others go through ``inner``.
 
     ``freeze(adamw(1e-3), "encoder/**")``: the encoder never moves, even under the weight
@@ -157,7 +158,9 @@ class freeze(GradientTransformation):  # noqa: N801
 
     def init(self, params):
         train = resolve_selector("freeze", Inverted(self.selector), params, "mask")
-        return MaskedState(inner_state=self.inner.init(_select(params, [lab is True for lab in train])))
+        return MaskedState(
+            inner_state=self.inner.init(_select(params, [lab is True for lab in train]))
+        )
 
     def update(self, updates, state, params=None, **extra):
         return _masked_update(
@@ -178,7 +181,7 @@ class PartitionState(NamedTuple):
     inner_state: dict[str, Any]
 
 
-class partition(GradientTransformation):  # noqa: N801
+class partition(GradientTransformation):
     """One transform per group of parameters: ``transforms[label]`` runs on that label's leaves.
 
     Each transform sees a tree in which the other labels' leaves are None (so it keeps

@@ -32,7 +32,7 @@ class ReduceOnPlateauState(NamedTuple):
         return {"scale": self.scale, "best_value": self.best_value}
 
 
-class reduce_on_plateau(GradientTransformation):  # noqa: N801
+class reduce_on_plateau(GradientTransformation):
     """Scales updates by a factor cut by ``factor`` when the loss stops improving.
 
     torch ``ReduceLROnPlateau(mode="min")`` semantics, driven by ``value`` (the loss),

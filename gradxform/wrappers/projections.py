@@ -41,7 +41,7 @@ def _candidate(u: Any, p: Any) -> Any:
     return p
 
 
-class project(GradientTransformation):  # noqa: N801
+class project(GradientTransformation):
     """Projects the would-be parameters: updates u' such that p + u' == fn(p + u).
 
     ``fn`` maps a parameter tree to a parameter tree of the same structure and shapes
@@ -84,7 +84,7 @@ class project(GradientTransformation):  # noqa: N801
         )[0], state
 
 
-class keep_params_nonnegative(GradientTransformation):  # noqa: N801
+class keep_params_nonnegative(GradientTransformation):
     """Keeps real parameters >= 0: where p + u < 0 the update becomes -p (so p -> 0).
 
     Elsewhere updates pass through unchanged. Needs ``params``; place it last in a

@@ -128,7 +128,7 @@ def _children(x: Any) -> list[tuple[Any, Any]]:
 # Selectors
 
 
-class where:  # noqa: N801
+class where:
     """A predicate selector: ``fn(path, leaf)`` returns a bool (mask) or a label (partition).
 
     ``path`` is a tuple of keys (dict keys and attribute names as they are, sequence
@@ -203,7 +203,7 @@ class _Pattern:
         return go(0, 0)
 
 
-class match:  # noqa: N801
+class match:
     """A key-path pattern selector (syntax in the module docstring).
 
     ``match("*/bias", "*/scale")``: a mask selecting the leaves any pattern matches.
