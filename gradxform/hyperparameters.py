@@ -128,13 +128,11 @@ def replace(tx: Any, by_path: dict[str, Any] | None = None, /, **by_name: Any) -
 
 
 def _inner_state(state: Any, name: str) -> Any:
-    """The state that belongs to an inner transform stored in field ``name``."""
+    """The state of the inner transform held in field ``name``: a chain's member state by
+    name; for a wrapper, its ``inner_state`` field (every wrapper names it so)."""
     if isinstance(state, ChainState):
         return state[name] if name in state.names else None
-    for attr in (name, "inner_state", "inner_states", "inner"):
-        if hasattr(state, attr):
-            return getattr(state, attr)
-    return None
+    return getattr(state, "inner_state", None)
 
 
 def hyperparams(tx: GradientTransformation, state: Any = None) -> dict[str, Any]:

@@ -26,32 +26,41 @@ from ._leafwise import (
     scalar_like,
     zero_count,
 )
-from ._module import StaticTree, static_field
+from ._module import static_field
 from .base import GradientTransformation, empty_state
+from .wrappers.selectors import as_selector, match, resolve_selector, where
 
 __all__ = ["add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
 
 
-def _freeze_mask(owner: str, mask: Any) -> Any:
-    if mask is None or callable(mask) or isinstance(mask, StaticTree):
+def _as_mask(owner: str, mask: Any) -> Any:
+    """A weight-decay mask as a selector (the language of ``gx.masked``), or as itself
+    when it is a plain function ``params -> tree of bools``: the one kind of mask that may
+    compute its bools from the values (also under ``jit``), which a selector cannot."""
+    if mask is None or _is_mask_function(mask):
         return mask
-    for path, leaf in jax.tree_util.tree_flatten_with_path(mask, is_leaf=is_none)[0]:
-        if leaf is not None and not isinstance(leaf, bool):
-            hint = "pass a callable params -> mask for masks computed from arrays"
-            if isinstance(leaf, str) or type(leaf).__name__ in ("where", "match"):
-                hint = f"to select by pattern or predicate use gx.masked({owner}(...), selector)"
-            raise TypeError(
-                f"{owner}: mask leaves must be Python bools (or None), got {leaf!r} at "
-                f"{jax.tree_util.keystr(path) or '<root>'}; {hint}"
-            )
-    return StaticTree(mask)
+    return as_selector(owner, mask, "mask")
+
+
+def _is_mask_function(mask: Any) -> bool:
+    # A callable pytree (an Equinox module of bools) is a mask tree, not a function;
+    # where/match are selectors.
+    return (
+        callable(mask)
+        and not isinstance(mask, (where, match))
+        and jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(mask))
+    )
 
 
 def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
     """The mask as a tree shaped like params (True: apply the term to that leaf)."""
     if mask is None:
         return jax.tree_util.tree_map(lambda _: True, params)
-    tree = mask(params) if callable(mask) else mask.tree
+    if not _is_mask_function(mask):
+        labels = resolve_selector(owner, mask, params, "mask")
+        treedef = jax.tree_util.tree_structure(params, is_leaf=is_none)
+        return treedef.unflatten([lab is True for lab in labels])
+    tree = mask(params)
     # allow_none: inside masked/partition the params a transform sees are None where
     # another transform owns the leaf, while the user's mask still has a bool there.
     check_tree_structure(params, tree, names=("params", f"{owner} mask"), allow_none=True)
@@ -79,9 +88,11 @@ class add_decayed_weights(GradientTransformation):
 
     Args:
       weight_decay: number or schedule, >= 0.
-      mask: None (all leaves), a tree of Python bools shaped like params, or a callable
-        ``params -> such a tree`` (its bools may be arrays computed from the values, also
-        under jit). Unmasked leaves pass through unchanged.
+      mask: which leaves decay. None (all), or a selector as ``gx.masked`` takes it: a
+        tree of Python bools shaped like (a prefix of) the params, a pattern string
+        (``"**/kernel"``), ``gx.match(...)`` or ``gx.where(predicate)``. One exception: a
+        plain function ``params -> tree of bools``, whose bools may be arrays computed
+        from the values (also under jit). Unmasked leaves pass through unchanged.
     """
 
     weight_decay: Any = 0.0
@@ -89,7 +100,7 @@ class add_decayed_weights(GradientTransformation):
 
     def __post_init__(self):
         check_hparam("add_decayed_weights", "weight_decay", self.weight_decay, low=0, schedule=True)
-        object.__setattr__(self, "mask", _freeze_mask("add_decayed_weights", self.mask))
+        object.__setattr__(self, "mask", _as_mask("add_decayed_weights", self.mask))
 
     def init(self, params):
         check_param_dtypes(params, "params")

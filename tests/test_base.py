@@ -287,13 +287,16 @@ def test_weight_decay_mask_and_callable_mask():
     tx = gx.add_decayed_weights(0.5, mask=lambda params: {k: k != "b" for k in params})
     u, _ = tx.update(g, tx.init(p), p)
     np.testing.assert_array_equal(np.asarray(u["b"]), 0.0)
-    with pytest.raises(ValueError, match=r"params vs add_decayed_weights mask"):
+    with pytest.raises(ValueError, match=r"mask tree is not a prefix .* path: b \(in params"):
         bad = gx.add_decayed_weights(0.5, mask={"w": True})
+        bad.update(g, bad.init(p), p)
+    with pytest.raises(ValueError, match=r"params vs add_decayed_weights mask"):
+        bad = gx.add_decayed_weights(0.5, mask=lambda ps: {"w": True})
         bad.update(g, bad.init(p), p)
     with pytest.raises(TypeError, match="mask leaves must be Python bools"):
         gx.add_decayed_weights(0.5, mask={"w": jnp.asarray(True)})
     # None or a number over a parameter: named (it was a missing-state-slot error, or a
-    # shape error about the mask leaf); a pattern string points to gx.masked.
+    # shape error about the mask leaf).
     for bad, match in (
         (lambda ps: {"w": True, "b": None}, r"mask has None at \['b'\], over a parameter"),
         (lambda ps: {"w": True, "b": jnp.asarray(0.0)}, r"mask has Array\(0\., .* at \['b'\]"),
@@ -301,10 +304,6 @@ def test_weight_decay_mask_and_callable_mask():
         tx = gx.add_decayed_weights(0.5, mask=bad)
         with pytest.raises(TypeError, match=match):
             tx.update(g, tx.init(p), p)
-    with pytest.raises(
-        TypeError, match=r"at <root>; to select by pattern or predicate use gx\.masked"
-    ):
-        gx.adamw(1e-3, weight_decay_mask="*/bias")
     # A callable mask computed from the values: traced under jit (it raised there).
     tx = gx.add_decayed_weights(0.5, mask=lambda ps: {k: jnp.max(v) > 1 for k, v in ps.items()})
     p = {"w": jnp.full(2, 2.0), "b": jnp.ones(2)}
@@ -312,6 +311,30 @@ def test_weight_decay_mask_and_callable_mask():
         u, _ = run(g, tx.init(p), p)
         np.testing.assert_array_equal(np.asarray(u["w"]), 1.0)
         np.testing.assert_array_equal(np.asarray(u["b"]), 0.0)
+
+
+def test_weight_decay_masks_take_the_selectors_of_masked():
+    # One selector language: every kind gx.masked takes selects the same leaves here.
+    p = {"enc": {"w": jnp.ones(2), "bias": jnp.ones(2)}, "head": {"w": jnp.ones(2)}}
+    g = jax.tree_util.tree_map(jnp.zeros_like, p)
+    decayed = {"enc/w", "head/w"}
+    for mask in (
+        "*/w",
+        gx.match("**/w"),
+        gx.where(lambda path, leaf: path[-1] == "w"),
+        {"enc": {"w": True, "bias": False}, "head": True},
+    ):
+        for tx in (gx.add_decayed_weights(0.5, mask=mask), gx.adamw(0.5, weight_decay_mask=mask)):
+            u, _ = jax.jit(tx.update)(g, tx.init(p), p)
+            moved = {f"{a}/{b}" for a in u for b in u[a] if float(jnp.abs(u[a][b]).max()) > 0}
+            assert moved == decayed, (mask, tx)
+        assert gx.add_decayed_weights(0.5, mask=mask) == gx.add_decayed_weights(0.5, mask=mask)
+    # The selector errors of masked, under the weight decay's name.
+    with pytest.raises(ValueError, match=r"add_decayed_weights: pattern '\*/kernel' matches no"):
+        tx = gx.add_decayed_weights(0.5, mask="*/kernel")
+        tx.update(g, tx.init(p), p)
+    with pytest.raises(TypeError, match=r"add_decayed_weights: .*is a gradient transformation"):
+        gx.add_decayed_weights(0.5, mask=gx.sgd(0.1))
 
 
 def test_works_with_registered_dataclass_and_list_trees():

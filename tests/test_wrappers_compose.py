@@ -205,3 +205,27 @@ def test_integer_hyperparameters_accept_integral_numbers_and_arrays(k):
         for _ in range(2):
             u, s = step(tx, p, s)
         assert u["w"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        gx.apply_if_finite(gx.sgd(0.1), 2),
+        gx.accumulate(gx.sgd(0.1), 2),
+        gx.lookahead(gx.sgd(0.1), 2, 0.5),
+        gx.conditionally_transform(gx.sgd(0.1), lambda t: t > 0),
+        gx.masked(gx.sgd(0.1), {"w": True, "b": False, "n": None}),
+        gx.freeze(gx.sgd(0.1), "b"),
+        gx.partition({"a": gx.sgd(0.1), "b": gx.adam(0.1)}, {"w": "a", "b": "b", "n": None}),
+    ],
+    ids=lambda tx: type(tx).__name__,
+)
+def test_every_wrapper_names_the_wrapped_state_inner_state(tx):
+    # One name, so that code walking states (hyperparams, users' own) needs no guessing.
+    state = tx.init(PARAMS)
+    assert "inner_state" in state._fields
+    inner = state.inner_state
+    if isinstance(tx, gx.partition):
+        assert set(inner) == {"a", "b"}
+        inner = inner["a"]
+    assert isinstance(inner, gx.ChainState)
