@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint notebooks clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q
 
+# Rebuild every notebook from notebooks/src/, execute it and store its outputs; figures
+# marked in the sources go to docs/figures/. The tests fail when a notebook is stale.
+$(VENV)/.notebooks-installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[notebooks]"
+	touch $@
+
+notebooks: $(VENV)/.notebooks-installed
+	$(PY) notebooks/build.py
+
 # Benchmarks (not part of make test): ours vs Optax vs torch.optim, side by side.
 # BENCH_ARGS narrows the run, e.g. BENCH_ARGS="--trees 1,200,1000 --sizes 3.2M".
 $(VENV)/.bench-installed: pyproject.toml | $(PY)
@@ -36,9 +45,15 @@ bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/fullbatch.py
 	$(PY) benchmarks/compile.py --leaves 1000
 
-lint: $(PY)
-	$(PIP) install --quiet ruff
-	$(PY) -m ruff check gradxform tests notebooks benchmarks
+# Lint: ruff (rules and formatting) and mypy (types; settings in pyproject.toml).
+$(VENV)/.lint-installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[lint]"
+	touch $@
+
+lint: $(VENV)/.lint-installed
+	$(PY) -m ruff check gradxform tests notebooks benchmarks examples
+	$(PY) -m ruff format --check gradxform tests benchmarks examples
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._typing import PyTree
+from ._typing import PyTree, TreeDef
 
 # --------------------------------------------------------------------------------------
 # Leaves: what is optimized
@@ -173,8 +173,8 @@ def check_tree_structure(
     unless ``allow_none``: then ``None`` may stand opposite anything (the transforms use
     this, where a ``None`` update means "leave this parameter alone").
     """
-    ta = jax.tree_util.tree_structure(expected, is_leaf=is_none)
-    tb = jax.tree_util.tree_structure(received, is_leaf=is_none)
+    ta: TreeDef = jax.tree_util.tree_structure(expected, is_leaf=is_none)
+    tb: TreeDef = jax.tree_util.tree_structure(received, is_leaf=is_none)
     if ta == tb:
         if allow_none:
             return

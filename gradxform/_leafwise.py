@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ from ._checks import (
     raise_missing_slot,
     raise_shape,
 )
-from ._typing import PyTree
+from ._typing import PyTree, TreeDef
 
 
 def resolve(hparam: Any, count: jax.Array) -> Any:
@@ -58,7 +58,7 @@ def zero_count() -> jax.Array:
     return jnp.zeros([], jnp.int32)
 
 
-def scalar_like(value: Any, u: Any) -> jax.Array:
+def scalar_like(value: Any, u: Any) -> jax.Array | np.ndarray:
     """A per-step scalar cast to the compute dtype of leaf ``u`` (so it never promotes).
 
     A Python or NumPy number becomes a NumPy scalar (a constant in the trace): making a
@@ -70,7 +70,11 @@ def scalar_like(value: Any, u: Any) -> jax.Array:
     return np.asarray(value, dt)
 
 
-def cast(x: jax.Array, dtype: Any) -> jax.Array:
+@overload
+def cast(x: jax.Array, dtype: Any) -> jax.Array: ...
+@overload
+def cast(x: np.ndarray, dtype: Any) -> np.ndarray: ...
+def cast(x: jax.Array | np.ndarray, dtype: Any) -> jax.Array | np.ndarray:
     """``x.astype(dtype)``, skipped when ``x`` already has it (cheaper to trace)."""
     return x if x.dtype == dtype else x.astype(dtype)
 
@@ -196,6 +200,7 @@ def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
     """
     for i, s in enumerate(slots):
         check_tree_structure(updates, s, names=("updates", f"state slot {i}"), allow_none=True)
+    treedef: TreeDef
     leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
     slot_leaves = [treedef.flatten_up_to(s) for s in slots]
     outs: list[list[Any]] = [[] for _ in range(n_out)]

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, dataclass_transform
 
 import jax
 import numpy as np
 
 from ._checks import check_dtype_option, is_none
-from ._typing import PyTree
+from ._typing import PyTree, TreeDef
 
 
 def static_field(**kwargs: Any) -> Any:
@@ -55,6 +55,10 @@ def _field_kinds(cls: type) -> tuple[tuple[str, bool], ...]:
     return tuple((f.name, bool(f.metadata.get("static"))) for f in dataclasses.fields(cls))
 
 
+# dataclass_transform tells type checkers what __init_subclass__ does at run time: every
+# subclass is a frozen dataclass (with its own __init__ from its fields), no synthesized
+# __eq__ (Module defines value equality itself), and static_field() declares a field.
+@dataclass_transform(frozen_default=True, eq_default=False, field_specifiers=(static_field,))
 class Module:
     """Base of transforms and schedules: a frozen dataclass that is also a pytree.
 
@@ -64,6 +68,10 @@ class Module:
     construction only: unflattening (inside ``jit``) bypasses it, so tracers never meet
     Python-side range checks.
     """
+
+    if TYPE_CHECKING:
+        # Set on every subclass by dataclasses.dataclass (see __init_subclass__).
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -79,7 +87,9 @@ class Module:
                 for name in dtype_fields:
                     check_dtype_option(type(self).__name__, name, getattr(self, name))
 
-            cls.__init__ = checked_init
+            # mypy refuses any assignment to a method; replacing the generated __init__
+            # is the point here (setattr would do the same but trips ruff's B010).
+            cls.__init__ = checked_init  # type: ignore[method-assign]
         jax.tree_util.register_pytree_with_keys(
             cls, cls._tree_flatten_with_keys, cls._tree_unflatten, cls._tree_flatten
         )
@@ -87,7 +97,10 @@ class Module:
     # -- pytree protocol --
     def _split(self) -> tuple[list[tuple[str, Any]], tuple]:
         children, static = [], []
-        for name, is_static in _field_kinds(type(self)):
+        # Typed as plain `type`: mypy checks type[Module] for hashability against
+        # Module's instance __hash__ and refuses it as a functools.cache key.
+        cls: type = type(self)
+        for name, is_static in _field_kinds(cls):
             value = getattr(self, name)
             if is_static or _is_static_value(value):
                 static.append((name, value))
@@ -116,6 +129,8 @@ class Module:
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
             return NotImplemented
+        ta: TreeDef
+        tb: TreeDef
         a, ta = jax.tree_util.tree_flatten(self)
         b, tb = jax.tree_util.tree_flatten(other)
         return ta == tb and all(_leaf_equal(x, y) for x, y in zip(a, b))
@@ -161,6 +176,8 @@ class StaticTree:
     """
 
     __slots__ = ("tree", "_key")
+    tree: PyTree
+    _key: tuple[TreeDef, tuple[tuple[type, Any], ...]]
 
     def __init__(self, tree: PyTree):
         leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=is_none)

@@ -27,7 +27,7 @@ package; everything else builds on them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import jax
@@ -91,7 +91,14 @@ class GradientTransformation(Module):
 
 
 class identity(GradientTransformation):
-    """Leaves updates unchanged: u <- u."""
+    """Leaves updates unchanged: u <- u.
+
+    Example:
+      >>> tx = gx.identity()
+      >>> updates, state = tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))
+      >>> updates
+      Array([ 1., -2.], dtype=float32)
+    """
 
     def init(self, params):
         return empty_state(params)
@@ -104,6 +111,15 @@ class stateless(GradientTransformation):
     """A transform from a pure function ``fn(updates, params) -> updates``.
 
     ``fn`` is static (part of the treedef): equal only when it is the same function.
+
+    Args:
+      fn: a pure function (updates, params) -> updates; params may be None. No default.
+
+    Example:
+      >>> halve = gx.stateless(lambda u, p: jax.tree.map(lambda x: x / 2, u))
+      >>> updates, state = halve.update(jnp.array([1.0, -2.0]), halve.init(jnp.zeros(2)))
+      >>> updates
+      Array([ 0.5, -1. ], dtype=float32)
     """
 
     fn: Callable
@@ -118,7 +134,13 @@ class stateless(GradientTransformation):
 class set_to_zero(GradientTransformation):
     """Replaces every update by zeros of the same shape and dtype: u <- 0.
 
-    Typically used through masking to freeze parameters.
+    Typically used through ``partition`` to give a group of parameters no update.
+
+    Example:
+      >>> tx = gx.set_to_zero()
+      >>> updates, state = tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))
+      >>> updates
+      Array([0., 0.], dtype=float32)
     """
 
     def init(self, params):
@@ -146,8 +168,10 @@ class ChainState:
     """
 
     __slots__ = ("names", "states")
+    names: tuple[str, ...]
+    states: tuple[OptState, ...]
 
-    def __init__(self, names: tuple[str, ...], states: tuple):
+    def __init__(self, names: Iterable[str], states: Iterable[OptState]):
         object.__setattr__(self, "names", tuple(names))
         object.__setattr__(self, "states", tuple(states))
 
@@ -183,7 +207,7 @@ class ChainState:
             return NotImplemented
         return self.names == other.names and self.states == other.states
 
-    __hash__ = None  # states hold arrays
+    # Unhashable (states hold arrays): defining __eq__ without __hash__ sets it to None.
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={s!r}" for n, s in zip(self.names, self.states))
@@ -203,8 +227,25 @@ class chain(GradientTransformation):
 
     ``chain(a, b)`` names inner states after the transform types (``scale_by_adam``;
     repeated types get ``_0``, ``_1`` suffixes); ``chain(clip=a, adam=b)`` uses the given
-    names. Positional transforms come first. ``name`` labels the chain in its repr (the
-    named optimizers set it, e.g. ``"adam"``).
+    names. Positional transforms come first. ``update``'s extra keyword arguments
+    (``value``, ``grad``, ...) are passed to every member.
+
+    Args:
+      *transforms: the members, applied in order, named after their types.
+      name: a label for the chain's repr (the named optimizers set it, e.g. ``"adam"``).
+        Default None.
+      **named: more members, applied after the positional ones, named by their keyword.
+
+    Example:
+      >>> tx = gx.chain(gx.clip(1.0), gx.scale(-0.5))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> updates, state = tx.update(jnp.array([2.0, -0.5]), state)
+      >>> updates
+      Array([-0.5 ,  0.25], dtype=float32)
+      >>> state.names
+      ('clip', 'scale')
+      >>> gx.chain(clip=gx.clip(1.0), adam=gx.adam(1e-3)).adam.name
+      'adam'
     """
 
     transforms: tuple
@@ -309,6 +350,15 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     The sum is formed in the wider of the two dtypes (so a float32 update to a bfloat16
     parameter is added in float32 and rounded once). ``None`` and non-array leaves of
     ``params`` are returned unchanged.
+
+    Args:
+      params: the parameter tree.
+      updates: a tree like params (None leaves: no change).
+
+    Example:
+      >>> params = {"w": jnp.array([1.0, 2.0], jnp.bfloat16), "name": "layer"}
+      >>> gx.apply_updates(params, {"w": jnp.array([0.5, -1.0]), "name": "layer"})
+      {'name': 'layer', 'w': Array([1.5, 1], dtype=bfloat16)}
     """
     check_params(updates, params)
     add_arrays = per_leaf(_add, jax.tree_util.tree_leaves(updates))

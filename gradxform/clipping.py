@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ._checks import check_hparam, check_param_dtypes
 from ._leafwise import compute_dtype, map_updates
+from ._typing import Scalar
 from .base import GradientTransformation, empty_state
 from .tree import global_norm, tree_scale
 
@@ -19,9 +20,19 @@ class clip(GradientTransformation):
     """Clips every element to [-max_delta, max_delta]: u <- clip(u, -d, d).
 
     torch ``nn.utils.clip_grad_value_``. Complex elements are clipped in magnitude.
+
+    Args:
+      max_delta: the bound d >= 0, a number. No default.
+
+    Example:
+      >>> tx = gx.clip(1.0)
+      >>> state = tx.init(jnp.zeros(3))
+      >>> updates, state = tx.update(jnp.array([2.0, -3.0, 0.5]), state)
+      >>> updates
+      Array([ 1. , -1. ,  0.5], dtype=float32)
     """
 
-    max_delta: Any
+    max_delta: Scalar
 
     def __post_init__(self):
         check_hparam("clip", "max_delta", self.max_delta, low=0)
@@ -57,10 +68,24 @@ class clip_by_global_norm(GradientTransformation):
 
     n = sqrt(sum_i ||u_i||^2);  u <- u * max_norm / n  if n > max_norm, else u.
     torch ``nn.utils.clip_grad_norm_`` up to its 1e-6 added to n (we add none, so a
-    clipped update has norm exactly max_norm up to rounding).
+    clipped update has norm exactly max_norm up to rounding). The norms before and after
+    are kept in the state and reported by ``gx.metrics``.
+
+    Args:
+      max_norm: the largest global norm let through, > 0. No default.
+
+    Example:
+      >>> tx = gx.clip_by_global_norm(2.5)
+      >>> grads = {"a": jnp.array([3.0]), "b": jnp.array([-4.0])}
+      >>> state = tx.init(grads)
+      >>> updates, state = tx.update(grads, state)  # norm 5: halved
+      >>> updates
+      {'a': Array([1.5], dtype=float32), 'b': Array([-2.], dtype=float32)}
+      >>> state.norm, state.clipped_norm
+      (Array(5., dtype=float32), Array(2.5, dtype=float32))
     """
 
-    max_norm: Any
+    max_norm: Scalar
 
     def __post_init__(self):
         check_hparam("clip_by_global_norm", "max_norm", self.max_norm, low=0, low_open=True)

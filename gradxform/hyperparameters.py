@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax.numpy as jnp
 
 from ._leafwise import scalar_dtype
 from ._module import Module
+from ._typing import OptState
 from .base import ChainState, GradientTransformation, chain
 
 __all__ = ["replace", "hyperparams"]
+
+_T = TypeVar("_T")  # replace gives back what it was given: a transform of the same type
 
 
 def _children(obj: Any, *, leaves_only: bool = False) -> list[tuple[str, Any]]:
@@ -46,8 +49,10 @@ def _rebuild(obj: Any, path: str, change: Callable[[Any, str, Any], Any], seen: 
             return obj
         return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     if isinstance(obj, dict):
-        items = {k: _rebuild_child(v, None, f"{path}[{k!r}]", change, seen) for k, v in obj.items()}
-        return items if any(items[k] is not obj[k] for k in obj) else obj
+        entries = {
+            k: _rebuild_child(v, None, f"{path}[{k!r}]", change, seen) for k, v in obj.items()
+        }
+        return entries if any(entries[k] is not obj[k] for k in obj) else obj
     if not isinstance(obj, Module):
         return obj
     updates = {}
@@ -96,13 +101,25 @@ def _paths(tx: Any) -> list[str]:
     return out
 
 
-def replace(tx: Any, by_path: dict[str, Any] | None = None, /, **by_name: Any) -> Any:
+def replace(tx: _T, by_path: dict[str, Any] | None = None, /, **by_name: Any) -> _T:
     """A copy of ``tx`` with hyperparameters changed, by field name or by key path.
 
     ``replace(gx.adamw(1e-3), learning_rate=3e-4, weight_decay=0.05)`` changes every field
     with those names; ``replace(tx, {".scale_by_adam.b2": 0.99})`` one field by path (the
     paths ``hyperparams`` prints, tuple elements included: ``"....values[1]"``). Raises
     ``ValueError`` naming the available fields when a name or path matches nothing.
+
+    Args:
+      tx: the transform (chains and wrappers included).
+      by_path: {key path: new value} (positional only). Default None.
+      **by_name: field name = new value, for every field of that name.
+
+    Example:
+      >>> tx = gx.replace(gx.adamw(1e-3), learning_rate=0.5, weight_decay=0.0)
+      >>> tx.scale_by_learning_rate.learning_rate, tx.add_decayed_weights.weight_decay
+      (0.5, 0.0)
+      >>> gx.replace(tx, {".scale_by_adam.b2": 0.99}).scale_by_adam.b2
+      0.99
     """
     by_path = dict(by_path or {})
     seen: set[str] = set()
@@ -135,12 +152,25 @@ def _inner_state(state: Any, name: str) -> Any:
     return getattr(state, "inner_state", None)
 
 
-def hyperparams(tx: GradientTransformation, state: Any = None) -> dict[str, Any]:
+def hyperparams(tx: GradientTransformation, state: OptState | None = None) -> dict[str, Any]:
     """Every numeric hyperparameter of ``tx`` by key path, as scalars.
 
     A schedule is evaluated at the step count of its transform's state (``state.count``)
     when ``state`` is given; otherwise its own parameters are listed under its path.
     Usable inside ``jit``.
+
+    Args:
+      tx: the transform.
+      state: its state, to evaluate schedules at the current step. Default None.
+
+    Example:
+      >>> tx = gx.sgd(learning_rate=gx.linear_schedule(1.0, 0.5, transition_steps=2))
+      >>> state = tx.init(jnp.zeros(1))
+      >>> _, state = tx.update(jnp.ones(1), state)
+      >>> gx.hyperparams(tx, state)
+      {'.scale_by_learning_rate.learning_rate': Array(0.75, dtype=float32)}
+      >>> sorted(gx.hyperparams(tx))
+      ['.scale_by_learning_rate.learning_rate.end_value', ...]
     """
     out: dict[str, Any] = {}
 

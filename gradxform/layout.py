@@ -36,6 +36,7 @@ import numpy as np
 
 from ._checks import check_tree_structure, is_none, is_param
 from ._module import value_or_id
+from ._typing import Params, TreeDef
 
 __all__ = ["ParamLayout"]
 
@@ -49,15 +50,29 @@ class _Slot:
 
 @dataclasses.dataclass(frozen=True)
 class ParamLayout:
-    """Where each parameter leaf lives in its dtype group's flat buffer (static, hashable)."""
+    """Where each parameter leaf lives in its dtype group's flat buffer (static, hashable).
 
-    treedef: Any
-    slots: tuple  # one _Slot per leaf, or None for leaves that are not optimized
-    others: tuple  # the non-optimized leaves, kept as they are
-    sizes: tuple  # (group, padded size) pairs
+    Build it with ``ParamLayout.of(params, pad_to=1)``.
+
+    Example:
+      >>> params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2), "step": 3}
+      >>> layout = gx.ParamLayout.of(params)
+      >>> flat = layout.flatten(params)
+      >>> flat
+      {'float32': Array([0., 0., 1., 1., 1., 1.], dtype=float32)}
+      >>> layout.num_params
+      6
+      >>> layout.unflatten(flat)["step"], layout.unflatten(flat)["w"].shape
+      (3, (2, 2))
+    """
+
+    treedef: TreeDef
+    slots: tuple[_Slot | None, ...]  # one _Slot per leaf, None where not optimized
+    others: tuple[Any, ...]  # the non-optimized leaves, kept as they are
+    sizes: tuple[tuple[str, int], ...]  # (group, padded size) pairs
 
     @classmethod
-    def of(cls, params: Any, pad_to: int = 1) -> ParamLayout:
+    def of(cls, params: Params, pad_to: int = 1) -> ParamLayout:
         """The layout of ``params`` (arrays or ShapeDtypeStructs); groups by dtype."""
         if not (isinstance(pad_to, (int, np.integer)) and not isinstance(pad_to, bool)) or (
             pad_to < 1
@@ -65,7 +80,8 @@ class ParamLayout:
             raise ValueError(f"ParamLayout.of: pad_to must be an integer >= 1, got {pad_to!r}")
         leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
         offsets: dict[str, int] = {}
-        slots, others = [], []
+        slots: list[_Slot | None] = []
+        others: list[Any] = []
         for leaf in leaves:
             if not is_param(leaf):
                 slots.append(None)
@@ -79,7 +95,7 @@ class ParamLayout:
         sizes = tuple((g, -(-n // pad_to) * pad_to) for g, n in offsets.items())
         return cls(treedef, tuple(slots), tuple(others), sizes)
 
-    def flatten(self, params: Any) -> dict[str, jax.Array]:
+    def flatten(self, params: Params) -> dict[str, jax.Array]:
         """Pack ``params`` (laid out as this layout) into ``{dtype name: 1-D array}``."""
         leaves = self.treedef.flatten_up_to(params)
         parts: dict[str, list] = {g: [] for g, _ in self.sizes}
@@ -106,7 +122,7 @@ class ParamLayout:
             out[group] = jnp.pad(flat, (0, size - flat.shape[0]))
         return out
 
-    def unflatten(self, flat: dict[str, jax.Array]) -> Any:
+    def unflatten(self, flat: dict[str, jax.Array]) -> Params:
         """The parameter tree viewed from flat buffers (slices: differentiable, cheap)."""
         check_tree_structure(dict(self.sizes), flat, names=("layout groups", "flat"))
         for group, size in self.sizes:

@@ -38,7 +38,15 @@ class Logger(Protocol):
 
 def config_dict(tx: Any) -> dict[str, Any]:
     """Every hyperparameter leaf by key path, as given (Python numbers stay exact), plus
-    ``"repr"``: the whole transform, which also shows its structural options."""
+    ``"repr"``: the whole transform, which also shows its structural options.
+
+    Example:
+      >>> config = gx.logging.config_dict(gx.sgd(learning_rate=0.5, momentum=0.9))
+      >>> config[".scale_by_momentum.momentum"]
+      0.9
+      >>> print(config["repr"])
+      chain(scale_by_momentum(momentum=0.9, ...), ..., name='sgd')
+    """
     out: dict[str, Any] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tx)[0]:
         if isinstance(leaf, (jax.Array, np.ndarray, np.generic)) and np.issubdtype(

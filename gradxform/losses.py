@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 
-
 # --------------------------------------------------------------------------------------
 # Regression losses
 
@@ -76,6 +75,11 @@ def squared_error(
 
     Equivalent to torch ``nn.MSELoss(reduction=...)``; with ``reduction="none"``, to
     ``optax.squared_error``.
+
+    Example:
+      >>> p, t = jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0])
+      >>> gx.squared_error(p, t), gx.squared_error(p, t, reduction="none")
+      (Array(2.5, dtype=float32), Array([1., 4.], dtype=float32))
     """
     return reduce(jnp.square(residual(predictions, targets)), reduction)
 
@@ -93,6 +97,10 @@ def mean_squared_error(predictions: ArrayLike, targets: ArrayLike) -> jax.Array:
       A scalar.
 
     Equivalent to torch ``nn.MSELoss()``.
+
+    Example:
+      >>> gx.mean_squared_error(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0]))
+      Array(2.5, dtype=float32)
     """
     return squared_error(predictions, targets, reduction="mean")
 
@@ -114,6 +122,13 @@ def l2_loss(
 
     With ``reduction="none"``, equivalent to ``optax.l2_loss``; equals
     ``0.5 * torch.nn.MSELoss(reduction=...)``.
+
+    Example:
+      >>> p = jnp.array([1.0, 2.0])
+      >>> gx.l2_loss(p, jnp.array([0.0, 4.0]), reduction="sum")
+      Array(2.5, dtype=float32)
+      >>> jax.grad(lambda p: gx.l2_loss(p, reduction="sum"))(p)  # the residual
+      Array([1., 2.], dtype=float32)
     """
     return reduce(0.5 * jnp.square(residual(predictions, targets)), reduction)
 
@@ -135,7 +150,8 @@ def huber_loss(
     Args:
       predictions: predicted values.
       targets: target values, same shape as ``predictions``; ``None`` means zeros.
-      delta: where the loss switches from quadratic to linear; must be > 0.
+      delta: where the loss switches from quadratic to linear; must be > 0. Default 1.0
+        (torch ``nn.HuberLoss``).
       reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
 
     Returns:
@@ -146,6 +162,10 @@ def huber_loss(
 
     Equivalent to torch ``nn.HuberLoss(reduction=..., delta=delta)``; with
     ``reduction="none"``, to ``optax.huber_loss(..., delta=delta)``.
+
+    Example:
+      >>> gx.huber_loss(jnp.array([0.5, 3.0]), reduction="none")  # 0.5 r^2, |r| - 0.5
+      Array([0.125, 2.5  ], dtype=float32)
     """
     check_scalar("delta", delta)
     if is_concrete(delta) and not np.all(np.asarray(delta) > 0):
@@ -176,8 +196,10 @@ def gaussian_nll(
       variance: predicted variances (>= 0). Shape ``mean.shape``, or (as torch allows,
         for a variance shared along the last dim) ``mean.shape[:-1] + (1,)`` or
         ``mean.shape[:-1]``.
-      eps: lower clamp on the variance, for stability.
-      full: add the constant ``0.5 * log(2 pi)``.
+      eps: lower clamp on the variance, for stability. Default 1e-6 (torch
+        ``nn.GaussianNLLLoss``).
+      full: add the constant ``0.5 * log(2 pi)``. Default False (torch
+        ``nn.GaussianNLLLoss``).
       reduction: ``"none"``, ``"mean"`` (default) or ``"sum"``.
 
     Returns:
@@ -191,6 +213,10 @@ def gaussian_nll(
     Equivalent to torch ``nn.GaussianNLLLoss(full=full, eps=eps, reduction=...)``,
     including its gradient: like torch, the clamp is straight-through, so the gradient
     reaches a variance below ``eps`` as if evaluated at ``eps``.
+
+    Example:
+      >>> gx.gaussian_nll(jnp.array([0.0, 0.0]), jnp.array([2.0, 1.0]), jnp.array([1.0, 1.0]))
+      Array(1.25, dtype=float32)
     """
     mean, targets, variance = map(jnp.asarray, (mean, targets, variance))
     check_same_shape(mean, "mean", targets, "targets")
@@ -238,6 +264,12 @@ def sigmoid_binary_cross_entropy(
 
     Equivalent to torch ``nn.BCEWithLogitsLoss(reduction=...)``; with
     ``reduction="none"``, to ``optax.sigmoid_binary_cross_entropy``.
+
+    Example:
+      >>> logits, labels = jnp.array([0.0, 1000.0]), jnp.array([1.0, 1.0])
+      >>> loss = gx.sigmoid_binary_cross_entropy(logits, labels, reduction="none")
+      >>> [round(x, 4) for x in loss.tolist()]  # log 2, and ~0 for a confident hit
+      [0.6931, 0.0]
     """
     return reduce(sigmoid_bce(logits, labels, "labels"), reduction)
 
@@ -257,7 +289,7 @@ def softmax_cross_entropy(
       labels: either integer class ids with shape ``logits.shape`` minus ``axis``, or
         (any float/bool dtype) probabilities / one-hot with the same shape as
         ``logits``. Classes with logit ``-inf`` and probability 0 contribute 0.
-      axis: the class axis of ``logits``.
+      axis: the class axis of ``logits``. Default -1.
       reduction: ``"none"`` (per-example, shape ``logits.shape`` minus ``axis``),
         ``"mean"`` (default) or ``"sum"``.
 
@@ -273,6 +305,15 @@ def softmax_cross_entropy(
     (no ``weight``, ``ignore_index`` or ``label_smoothing``); with probability labels,
     to torch's probability-target form. With ``reduction="none"``, equivalent to
     ``optax.softmax_cross_entropy`` / ``optax.softmax_cross_entropy_with_integer_labels``.
+
+    Example:
+      >>> logits = jnp.log(jnp.array([[0.25, 0.75], [0.5, 0.5]]))
+      >>> loss = gx.softmax_cross_entropy(logits, jnp.array([1, 0]), reduction="none")
+      >>> loss.round(4)  # -log 0.75, -log 0.5
+      Array([0.2877, 0.6931], dtype=float32)
+      >>> one_hot = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+      >>> bool(jnp.allclose(gx.softmax_cross_entropy(logits, one_hot), loss.mean()))
+      True
     """
     return reduce(-categorical_log_prob(logits, labels, axis), reduction)
 
@@ -299,6 +340,11 @@ def bernoulli_log_likelihood(
 
     Equals ``-torch.nn.BCEWithLogitsLoss(reduction=...)`` and
     ``torch.distributions.Bernoulli(logits=x).log_prob(y)`` for ``"none"``.
+
+    Example:
+      >>> ll = gx.bernoulli_log_likelihood(jnp.array([0.0]), jnp.array([1.0]))
+      >>> round(float(ll), 4)  # log 1/2
+      -0.6931
     """
     return reduce(-sigmoid_bce(logits, targets, "targets"), reduction)
 
@@ -319,7 +365,7 @@ def categorical_log_likelihood(
       labels: integer class ids with shape ``logits.shape`` minus ``axis``. As in
         :func:`softmax_cross_entropy`, float labels of ``logits``' shape are also
         accepted and give the expected log-likelihood ``sum_c y_c log softmax(x)_c``.
-      axis: the class axis of ``logits``.
+      axis: the class axis of ``logits``. Default -1.
       reduction: ``"none"`` (per-example), ``"mean"`` (default) or ``"sum"``.
 
     Returns:
@@ -329,5 +375,10 @@ def categorical_log_likelihood(
       ValueError: as :func:`softmax_cross_entropy`.
 
     Equals ``torch.distributions.Categorical(logits=x).log_prob(k)`` for ``"none"``.
+
+    Example:
+      >>> logits = jnp.log(jnp.array([[0.25, 0.75]]))
+      >>> gx.categorical_log_likelihood(logits, jnp.array([0]), reduction="none").round(4)
+      Array([-1.3863], dtype=float32)
     """
     return reduce(categorical_log_prob(logits, labels, axis), reduction)

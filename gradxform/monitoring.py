@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ._checks import is_param
+from ._typing import OptState
 from .base import ChainState, GradientTransformation
 from .tree import global_norm
 
@@ -38,6 +39,15 @@ class monitor(GradientTransformation):
     Placed first in a chain it sees the raw gradients; placed last, the final steps.
     Reports ``update_norm``, ``param_norm``, ``update_max`` and ``nonfinite`` (count of
     NaN/Inf elements) through ``gx.metrics``.
+
+    Example:
+      >>> tx = gx.chain(gx.monitor(), gx.sgd(learning_rate=0.5))
+      >>> params = jnp.array([0.0, 1.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([3.0, -4.0]), state, params)
+      >>> m = gx.metrics(state)
+      >>> m["monitor/update_norm"], m["monitor/update_max"], m["monitor/nonfinite"]
+      (Array(5., dtype=float32), Array(4., dtype=float32), Array(0, dtype=int32))
     """
 
     def init(self, params):
@@ -65,12 +75,24 @@ def _is_state(x: Any) -> bool:
     return isinstance(x, ChainState) or (isinstance(x, tuple) and hasattr(x, "_fields"))
 
 
-def metrics(state: Any) -> dict[str, jax.Array]:
+def metrics(state: OptState) -> dict[str, jax.Array]:
     """Flat ``{"path/name": scalar}`` of everything the states in ``state`` report.
 
-    Example: ``gx.metrics(state)["clip_by_global_norm/norm_before"]``. Keys are built
-    from chain member names and state field names, so they are stable across steps and
-    usable as logging keys.
+    Keys are built from chain member names and state field names, so they are stable
+    across steps and usable as logging keys.
+
+    Args:
+      state: any optimizer state (a ``ChainState``, a wrapper's state, ...).
+
+    Example:
+      >>> tx = gx.chain(gx.clip_by_global_norm(1.0), gx.sgd(learning_rate=0.5))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> _, state = tx.update(jnp.array([3.0, 4.0]), state)
+      >>> for key, value in sorted(gx.metrics(state).items()):
+      ...     print(key, float(value))
+      clip_by_global_norm/norm_after 1.0
+      clip_by_global_norm/norm_before 5.0
+      sgd/scale_by_learning_rate/learning_rate 0.5
     """
     out: dict[str, jax.Array] = {}
 

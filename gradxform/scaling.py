@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from ._leafwise import (
     zero_count,
 )
 from ._module import static_field
+from ._typing import Scalar, ScalarOrSchedule
 from .base import GradientTransformation, empty_state
 from .tree import tree_scale
 
@@ -33,9 +34,20 @@ __all__ = [
 
 
 class scale(GradientTransformation):
-    """Multiplies updates by a constant: u <- step_size * u."""
+    """Multiplies updates by a constant: u <- step_size * u.
 
-    step_size: Any
+    Args:
+      step_size: the factor, a number (or a scalar array). No default.
+
+    Example:
+      >>> tx = gx.scale(-0.5)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> updates, state = tx.update(jnp.array([1.0, -4.0]), state)
+      >>> updates
+      Array([-0.5,  2. ], dtype=float32)
+    """
+
+    step_size: Scalar
 
     def __post_init__(self):
         check_hparam("scale", "step_size", self.step_size)
@@ -48,7 +60,9 @@ class scale(GradientTransformation):
 
 
 class ScaleByLearningRateState(NamedTuple):
-    count: jax.Array  # int32 scalar: updates applied so far (the schedule's input)
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    # int32 scalar: updates applied so far (the schedule's input)
+    count: jax.Array  # type: ignore[assignment]
     learning_rate: jax.Array  # scalar: the rate used by the last update (0 before any)
 
     def _metrics(self):
@@ -58,11 +72,25 @@ class ScaleByLearningRateState(NamedTuple):
 class scale_by_learning_rate(GradientTransformation):
     """Turns a direction into a descent step: u <- -lr(t) * u (``flip_sign=False``: +lr).
 
-    ``learning_rate`` is a number or a schedule ``t -> lr``, with t the number of updates
-    already applied (0 at the first update).
+    The learning rate in effect is kept in the state and reported by ``gx.metrics``.
+
+    Args:
+      learning_rate: lr >= 0, a number or a schedule t -> lr, with t the number of
+        updates already applied (0 at the first update). No default.
+      flip_sign: multiply by -lr (a descent step) rather than +lr. Default True.
+
+    Example:
+      >>> tx = gx.scale_by_learning_rate(gx.linear_schedule(0.5, 0.25, 1))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> updates, state = tx.update(jnp.array([1.0, -2.0]), state)
+      >>> updates
+      Array([-0.5,  1. ], dtype=float32)
+      >>> updates, state = tx.update(jnp.array([1.0, -2.0]), state)
+      >>> updates, state.learning_rate
+      (Array([-0.25,  0.5 ], dtype=float32), Array(0.25, dtype=float32))
     """
 
-    learning_rate: Any
+    learning_rate: ScalarOrSchedule
     flip_sign: bool = static_field(default=True)
 
     def __post_init__(self):
@@ -84,7 +112,15 @@ class scale_by_learning_rate(GradientTransformation):
 
 
 class scale_by_sign(GradientTransformation):
-    """u <- sign(u) (signSGD, Bernstein et al. 2018); u/|u| for complex u, 0 stays 0."""
+    """u <- sign(u) (signSGD, Bernstein et al. 2018); u/|u| for complex u, 0 stays 0.
+
+    Example:
+      >>> tx = gx.scale_by_sign()
+      >>> state = tx.init(jnp.zeros(3))
+      >>> updates, state = tx.update(jnp.array([0.5, -3.0, 0.0]), state)
+      >>> updates
+      Array([ 1., -1.,  0.], dtype=float32)
+    """
 
     def init(self, params):
         return empty_state(params)
@@ -98,6 +134,17 @@ class centralize(GradientTransformation):
 
     u <- u - mean(u, axes 1..ndim-1) for leaves with ndim > 1; vectors and scalars pass
     through unchanged.
+
+    Example:
+      >>> tx = gx.centralize()
+      >>> grads = {"w": jnp.array([[1.0, 3.0], [2.0, 2.0]]), "b": jnp.array([1.0, 3.0])}
+      >>> state = tx.init(grads)
+      >>> updates, state = tx.update(grads, state)
+      >>> updates["w"]
+      Array([[-1.,  1.],
+             [ 0.,  0.]], dtype=float32)
+      >>> updates["b"]
+      Array([1., 3.], dtype=float32)
     """
 
     def init(self, params):
@@ -115,14 +162,27 @@ class centralize(GradientTransformation):
 
 
 class ScaleByScheduleState(NamedTuple):
-    count: jax.Array  # int32: updates so far (the schedule's input, 0 at the first update)
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    # int32: updates so far (the schedule's input, 0 at the first update)
+    count: jax.Array  # type: ignore[assignment]
 
 
 class scale_by_schedule(GradientTransformation):
     """u <- schedule(t) * u, with t the number of updates already applied (0 first).
 
-    No sign flip (``scale_by_learning_rate`` flips); ``schedule`` is a gradxform schedule
-    (a pytree: its numbers can change without a recompile) or any callable ``t -> factor``.
+    No sign flip (``scale_by_learning_rate`` flips).
+
+    Args:
+      schedule: a gradxform schedule (a pytree: its numbers can change without a
+        recompile) or any callable t -> factor. No default.
+
+    Example:
+      >>> tx = gx.scale_by_schedule(gx.piecewise_constant_schedule((1,), (1.0, 0.5)))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(jnp.array([1.0, -2.0]), state)
+      >>> updates
+      Array([ 0.5, -1. ], dtype=float32)
     """
 
     schedule: Callable

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from ._checks import check_hparam, concrete_number
 from ._leafwise import scalar_dtype
 from ._module import Module, static_field
+from ._typing import Scalar
 
 __all__ = [
     "Schedule",
@@ -68,13 +69,11 @@ def _check_pieces(obj: Any, owner: str, pieces: str) -> tuple:
             f"{len(b)} boundaries"
         )
 
-    def step_number(x):  # a Python or NumPy integer (or an integral float), not a bool
-        return (
-            isinstance(x, numbers.Real)
-            and not isinstance(x, bool)
-            and math.isfinite(x)
-            and int(x) == x
-        )
+    def step_number(x: Any) -> bool:  # a Python or NumPy integer (or integral float), not a bool
+        # Tested apart: mypy's numbers.Real admits neither bool nor int(x), so narrowing
+        # x to it would make the rest of the test unreachable to the type checker.
+        real = isinstance(x, numbers.Real) and not isinstance(x, bool)
+        return real and math.isfinite(x) and int(x) == x
 
     if (
         not all(map(step_number, b))
@@ -93,9 +92,17 @@ def _progress(count, begin, steps):
 
 
 class constant_schedule(Schedule):
-    """v(t) = value."""
+    """v(t) = value.
 
-    value: Any
+    Args:
+      value: the constant. No default.
+
+    Example:
+      >>> float(gx.constant_schedule(0.5)(100))
+      0.5
+    """
+
+    value: Scalar
 
     def __post_init__(self):
         check_hparam("constant_schedule", "value", self.value)
@@ -108,12 +115,23 @@ class linear_schedule(Schedule):
     """Linear interpolation: v(t) = v0 + (v1 - v0) * clip((t - begin) / steps, 0, 1).
 
     Equals torch ``LinearLR`` up to its factor parametrisation.
+
+    Args:
+      init_value: v0, the value up to step ``transition_begin``. No default.
+      end_value: v1, the value from step begin + steps on. No default.
+      transition_steps: steps of the transition, > 0. No default.
+      transition_begin: the step it starts at, >= 0. Default 0.
+
+    Example:
+      >>> s = gx.linear_schedule(init_value=1.0, end_value=0.0, transition_steps=4)
+      >>> [float(s(t)) for t in range(6)]
+      [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
 
-    init_value: Any
-    end_value: Any
-    transition_steps: Any
-    transition_begin: Any = 0
+    init_value: Scalar
+    end_value: Scalar
+    transition_steps: Scalar
+    transition_begin: Scalar = 0
 
     def __post_init__(self):
         for n in ("init_value", "end_value"):
@@ -130,13 +148,25 @@ class polynomial_schedule(Schedule):
     """v(t) = (v0 - v1) * (1 - clip((t - begin) / steps, 0, 1))**power + v1.
 
     Equals torch ``PolynomialLR`` with ``end_value=0``.
+
+    Args:
+      init_value: v0. No default.
+      end_value: v1, the value from step begin + steps on. No default.
+      power: the exponent, > 0. No default.
+      transition_steps: steps of the transition, > 0. No default.
+      transition_begin: the step it starts at, >= 0. Default 0.
+
+    Example:
+      >>> s = gx.polynomial_schedule(1.0, 0.0, power=2, transition_steps=4)
+      >>> [float(s(t)) for t in range(5)]
+      [1.0, 0.5625, 0.25, 0.0625, 0.0]
     """
 
-    init_value: Any
-    end_value: Any
-    power: Any
-    transition_steps: Any
-    transition_begin: Any = 0
+    init_value: Scalar
+    end_value: Scalar
+    power: Scalar
+    transition_steps: Scalar
+    transition_begin: Scalar = 0
 
     def __post_init__(self):
         for n in ("init_value", "end_value"):
@@ -158,14 +188,27 @@ class exponential_decay(Schedule):
     ``end_value`` bounds the result (a floor when decaying, a ceiling when growing).
     ``staircase=True`` with ``transition_steps=k`` is torch ``StepLR(step_size=k, gamma)``;
     ``transition_steps=1`` is ``ExponentialLR(gamma)``.
+
+    Args:
+      init_value: v0. No default.
+      decay_rate: the factor per ``transition_steps`` steps, > 0. No default.
+      transition_steps: steps per factor, > 0. Default 1.
+      transition_begin: the step decay starts at, >= 0. Default 0.
+      staircase: decay in whole steps of ``transition_steps``. Default False.
+      end_value: the bound, or None for none. Default None.
+
+    Example:
+      >>> s = gx.exponential_decay(1.0, decay_rate=0.5, transition_steps=2, staircase=True)
+      >>> [float(s(t)) for t in range(5)]
+      [1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
-    init_value: Any
-    decay_rate: Any
-    transition_steps: Any = 1
-    transition_begin: Any = 0
+    init_value: Scalar
+    decay_rate: Scalar
+    transition_steps: Scalar = 1
+    transition_begin: Scalar = 0
     staircase: bool = static_field(default=False)
-    end_value: Any = None
+    end_value: Scalar | None = None
 
     def __post_init__(self):
         check_hparam("exponential_decay", "init_value", self.init_value)
@@ -194,11 +237,22 @@ class inverse_time_decay(Schedule):
 
     With ``transition_steps=1`` this is torch ``Adagrad``'s ``lr_decay``:
     lr / (1 + (step - 1) * lr_decay).
+
+    Args:
+      init_value: v0. No default.
+      decay_rate: >= 0. No default.
+      transition_steps: > 0. Default 1.
+      staircase: floor t / steps. Default False.
+
+    Example:
+      >>> s = gx.inverse_time_decay(1.0, decay_rate=1.0)
+      >>> [float(s(t)) for t in (0, 1, 3)]
+      [1.0, 0.5, 0.25]
     """
 
-    init_value: Any
-    decay_rate: Any
-    transition_steps: Any = 1
+    init_value: Scalar
+    decay_rate: Scalar
+    transition_steps: Scalar = 1
     staircase: bool = static_field(default=False)
 
     def __post_init__(self):
@@ -218,6 +272,16 @@ class piecewise_constant_schedule(Schedule):
 
     ``len(values) == len(boundaries) + 1``, boundaries strictly increasing. Equals torch
     ``MultiStepLR(milestones=boundaries)`` with values v0 * gamma**i.
+
+    Args:
+      boundaries: the steps at which the value changes, strictly increasing integers
+        >= 0. No default.
+      values: the values, one more than boundaries. No default.
+
+    Example:
+      >>> s = gx.piecewise_constant_schedule(boundaries=(2, 4), values=(1.0, 0.5, 0.25))
+      >>> [float(s(t)) for t in range(6)]
+      [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     """
 
     boundaries: tuple = static_field()
@@ -243,12 +307,23 @@ class cosine_decay_schedule(Schedule):
 
     Loshchilov & Hutter (2017) without restarts; torch ``CosineAnnealingLR(T_max=T,
     eta_min=alpha*v0)`` when ``exponent=1``.
+
+    Args:
+      init_value: v0. No default.
+      decay_steps: T > 0, the steps to the final value. No default.
+      alpha: the final value as a fraction of v0, in [0, 1]. Default 0.
+      exponent: power of c, > 0. Default 1.
+
+    Example:
+      >>> s = gx.cosine_decay_schedule(1.0, decay_steps=4, alpha=0.5)
+      >>> [round(float(s(t)), 4) for t in (0, 2, 4, 8)]
+      [1.0, 0.75, 0.5, 0.5]
     """
 
-    init_value: Any
-    decay_steps: Any
-    alpha: Any = 0.0
-    exponent: Any = 1.0
+    init_value: Scalar
+    decay_steps: Scalar
+    alpha: Scalar = 0.0
+    exponent: Scalar = 1.0
 
     def __post_init__(self):
         check_hparam("cosine_decay_schedule", "init_value", self.init_value)
@@ -267,13 +342,25 @@ class warmup_cosine_decay_schedule(Schedule):
 
     v(t) = v0 + (peak - v0) t / W for t < W; else end + (peak - end)(1 + cos(pi f))/2 with
     f = min(t - W, T - W) / (T - W), T = ``decay_steps`` (total length, warmup included).
+
+    Args:
+      init_value: v0, the value at step 0. No default.
+      peak_value: the value at the end of the warmup. No default.
+      warmup_steps: W >= 0, steps of the warmup. No default.
+      decay_steps: T > W, the total length, warmup included. No default.
+      end_value: the value from step T on. Default 0.
+
+    Example:
+      >>> s = gx.warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=2, decay_steps=6)
+      >>> [round(float(s(t)), 4) for t in (0, 1, 2, 4, 6)]
+      [0.0, 0.5, 1.0, 0.5, 0.0]
     """
 
-    init_value: Any
-    peak_value: Any
-    warmup_steps: Any
-    decay_steps: Any
-    end_value: Any = 0.0
+    init_value: Scalar
+    peak_value: Scalar
+    warmup_steps: Scalar
+    decay_steps: Scalar
+    end_value: Scalar = 0.0
 
     def __post_init__(self):
         o = "warmup_cosine_decay_schedule"
@@ -303,13 +390,26 @@ class one_cycle_schedule(Schedule):
     then down to peak/(div_factor*final_div_factor) at step T (and stays there). The
     shape of torch ``OneCycleLR(anneal_strategy="cos", three_phase=False)``, whose phase
     boundaries sit one step earlier (pct_start*T - 1 and T - 1).
+
+    Args:
+      transition_steps: T > 0, the length of the cycle. No default.
+      peak_value: the largest value. No default.
+      pct_start: the fraction of T spent going up, in (0, 1). Default 0.3 (torch
+        OneCycleLR).
+      div_factor: peak / initial value, > 0. Default 25 (torch OneCycleLR).
+      final_div_factor: initial / final value, > 0. Default 1e4 (torch OneCycleLR).
+
+    Example:
+      >>> s = gx.one_cycle_schedule(transition_steps=10, peak_value=1.0)
+      >>> [round(float(s(t)), 6) for t in (0, 3, 10)]
+      [0.04, 1.0, 4e-06]
     """
 
-    transition_steps: Any
-    peak_value: Any
-    pct_start: Any = 0.3
-    div_factor: Any = 25.0
-    final_div_factor: Any = 1e4
+    transition_steps: Scalar
+    peak_value: Scalar
+    pct_start: Scalar = 0.3
+    div_factor: Scalar = 25.0
+    final_div_factor: Scalar = 1e4
 
     def __post_init__(self):
         o = "one_cycle_schedule"
@@ -336,18 +436,29 @@ class sgdr_schedule(Schedule):
     Period i has length T_i = period * period_mult**i; within it
     v = end + (v0 - end)(1 + cos(pi t_cur / T_i)) / 2. Equals torch
     ``CosineAnnealingWarmRestarts(T_0=period, T_mult=period_mult, eta_min=end_value)``.
+
+    Args:
+      init_value: v0, the value at each restart. No default.
+      period: T_0 > 0, the length of the first period. No default.
+      period_mult: the growth of the periods, an integer >= 1 (static). Default 1.
+      end_value: the value approached at the end of each period. Default 0.
+
+    Example:
+      >>> s = gx.sgdr_schedule(1.0, period=4)
+      >>> [round(float(s(t)), 4) for t in (0, 2, 4, 6)]
+      [1.0, 0.5, 1.0, 0.5]
     """
 
-    init_value: Any
-    period: Any
+    init_value: Scalar
+    period: Scalar
     period_mult: int = static_field(default=1)
-    end_value: Any = 0.0
+    end_value: Scalar = 0.0
 
     def __post_init__(self):
         check_hparam("sgdr_schedule", "init_value", self.init_value)
         check_hparam("sgdr_schedule", "end_value", self.end_value)
         _check_steps("sgdr_schedule", "period", self.period)
-        pm = self.period_mult
+        pm: object = self.period_mult  # as given: checked here, then stored as an int
         if isinstance(pm, bool) or not isinstance(pm, numbers.Integral) or pm < 1:
             raise ValueError(
                 f"sgdr_schedule: period_mult must be an integer >= 1, got {self.period_mult!r}"
@@ -374,6 +485,18 @@ class join_schedules(Schedule):
     """Runs ``schedules[i]`` from ``boundaries[i-1]`` on, each seeing t - boundaries[i-1].
 
     ``len(schedules) == len(boundaries) + 1``; torch ``SequentialLR``.
+
+    Args:
+      schedules: the schedules (or callables t -> value), in order. No default.
+      boundaries: the steps at which the next one takes over, strictly increasing
+        integers >= 0. No default.
+
+    Example:
+      >>> warmup = gx.linear_schedule(0.0, 1.0, transition_steps=2)
+      >>> decay = gx.exponential_decay(1.0, decay_rate=0.5)
+      >>> s = gx.join_schedules((warmup, decay), boundaries=(2,))
+      >>> [float(s(t)) for t in range(5)]
+      [0.0, 0.5, 1.0, 0.5, 0.25]
     """
 
     schedules: tuple

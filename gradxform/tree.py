@@ -5,15 +5,17 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from ._checks import check_param_dtypes, check_tree_structure, is_none, is_param
 from ._leafwise import cast, compute_dtype, scalar_like, wider_dtype
-from ._typing import PyTree
+from ._typing import PyTree, Scalar
 
 __all__ = [
     "global_norm",
@@ -37,6 +39,10 @@ def global_norm(tree: PyTree) -> jax.Array:
     """sqrt(sum over leaves of sum |x|^2), accumulated in at least float32.
 
     Complex leaves contribute |x|^2 = x * conj(x). Returns 0 for a tree without arrays.
+
+    Example:
+      >>> gx.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]]), "c": None})
+      Array(5., dtype=float32)
     """
     leaves = _leaves(tree)
     if not leaves:
@@ -58,16 +64,26 @@ def _map2(fn, a: PyTree, b: PyTree, names: tuple[str, str]) -> PyTree:
 
 
 def tree_add(a: PyTree, b: PyTree) -> PyTree:
-    """Leaf-wise a + b (trees must have the same structure)."""
+    """Leaf-wise a + b (trees must have the same structure).
+
+    Example:
+      >>> gx.tree_add({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([0.5, 0.5])})
+      {'w': Array([1.5, 2.5], dtype=float32)}
+    """
     return _map2(jnp.add, a, b, ("a", "b"))
 
 
 def tree_sub(a: PyTree, b: PyTree) -> PyTree:
-    """Leaf-wise a - b (trees must have the same structure)."""
+    """Leaf-wise a - b (trees must have the same structure).
+
+    Example:
+      >>> gx.tree_sub({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([0.5, 0.5])})
+      {'w': Array([0.5, 1.5], dtype=float32)}
+    """
     return _map2(jnp.subtract, a, b, ("a", "b"))
 
 
-def tree_scale(scalar: Any, tree: PyTree, *, name: str = "tree") -> PyTree:
+def tree_scale(scalar: Scalar, tree: PyTree, *, name: str = "tree") -> PyTree:
     """Leaf-wise scalar * x, computed in at least float32 and returned in each leaf's dtype.
 
     The one scaling of a tree in the package: transforms scale their updates with it, so
@@ -76,8 +92,11 @@ def tree_scale(scalar: Any, tree: PyTree, *, name: str = "tree") -> PyTree:
     scalar on real leaves (its imaginary part would be dropped), are a ``TypeError``
     whose message calls the tree ``name``.
 
-    >>> gx.tree_scale(2.0, {"w": jnp.ones(2), "step": None})
-    {'step': None, 'w': Array([2., 2.], dtype=float32)}
+    Example:
+      >>> gx.tree_scale(2.0, {"w": jnp.ones(2), "step": None})
+      {'step': None, 'w': Array([2., 2.], dtype=float32)}
+      >>> gx.tree_scale(0.5, jnp.array([3.0], jnp.bfloat16))
+      Array([1.5], dtype=bfloat16)
     """
     check_param_dtypes(tree, name)
     if jnp.iscomplexobj(scalar) and any(
@@ -98,7 +117,13 @@ def tree_scale(scalar: Any, tree: PyTree, *, name: str = "tree") -> PyTree:
 
 
 def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
-    """sum over leaves of vdot(a, b) (conjugating a), accumulated in at least float32."""
+    """sum over leaves of vdot(a, b) (conjugating a), accumulated in at least float32.
+
+    Example:
+      >>> a = {"x": jnp.array([1.0, 2.0]), "y": jnp.array(3.0)}
+      >>> gx.tree_vdot(a, a)
+      Array(14., dtype=float32)
+    """
     check_tree_structure(a, b, names=("a", "b"))
     check_param_dtypes(a, "a")
     check_param_dtypes(b, "b")
@@ -119,21 +144,33 @@ def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
         dt = wider_dtype(compute_dtype(x), compute_dtype(y))
         terms.append(jnp.vdot(x.astype(dt), y.astype(dt)))
     dt = wider_dtype(*[t.dtype for t in terms])
-    return sum(t.astype(dt) for t in terms)
+    # sum() starts from the int 0; `terms` is not empty, so the result is an array.
+    return typing.cast(jax.Array, sum(t.astype(dt) for t in terms))
 
 
 def tree_sum(tree: PyTree) -> jax.Array:
-    """Sum of every element of every leaf, in at least float32."""
+    """Sum of every element of every leaf, in at least float32.
+
+    Example:
+      >>> gx.tree_sum({"x": jnp.array([1.0, 2.0]), "y": jnp.ones((2, 2), jnp.bfloat16)})
+      Array(7., dtype=float32)
+    """
     leaves = _leaves(tree)
     if not leaves:
         return jnp.zeros([], jnp.float32)
     dt = wider_dtype(*[compute_dtype(x) for x in leaves])
-    return sum(jnp.sum(x.astype(dt)) for x in leaves)
+    # sum() starts from the int 0; `leaves` is not empty, so the result is an array.
+    return typing.cast(jax.Array, sum(jnp.sum(x.astype(dt)) for x in leaves))
 
 
-def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
+def tree_zeros_like(tree: PyTree, dtype: DTypeLike | None = None) -> PyTree:
     """Zeros shaped like each array or number leaf (``dtype`` overrides the leaf dtype);
-    other leaves (strings, objects) pass through."""
+    other leaves (strings, objects) pass through.
+
+    Example:
+      >>> gx.tree_zeros_like({"w": jnp.ones(2), "name": "dense"})
+      {'name': 'dense', 'w': Array([0., 0.], dtype=float32)}
+    """
 
     def zeros(x):
         if isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex)):

@@ -27,6 +27,7 @@ from ._leafwise import (
     zero_count,
 )
 from ._module import static_field
+from ._typing import Scalar, ScalarOrSchedule, TreeDef
 from .base import GradientTransformation, empty_state
 from .wrappers.selectors import as_selector, match, resolve_selector, where
 
@@ -58,7 +59,7 @@ def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
         return jax.tree_util.tree_map(lambda _: True, params)
     if not _is_mask_function(mask):
         labels = resolve_selector(owner, mask, params, "mask")
-        treedef = jax.tree_util.tree_structure(params, is_leaf=is_none)
+        treedef: TreeDef = jax.tree_util.tree_structure(params, is_leaf=is_none)
         return treedef.unflatten([lab is True for lab in labels])
     tree = mask(params)
     # allow_none: inside masked/partition the params a transform sees are None where
@@ -76,7 +77,8 @@ def _mask_tree(owner: str, mask: Any, params: Any) -> Any:
 
 
 class WeightDecayState(NamedTuple):
-    count: jax.Array  # int32 scalar: the schedule's input
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar: the schedule's input
 
 
 class add_decayed_weights(GradientTransformation):
@@ -87,15 +89,24 @@ class add_decayed_weights(GradientTransformation):
     decoupled weight decay (Loshchilov & Hutter, 2019), torch ``AdamW``.
 
     Args:
-      weight_decay: number or schedule, >= 0.
+      weight_decay: the coefficient wd >= 0, a number or a schedule t -> wd. Default 0.
       mask: which leaves decay. None (all), or a selector as ``gx.masked`` takes it: a
         tree of Python bools shaped like (a prefix of) the params, a pattern string
         (``"**/kernel"``), ``gx.match(...)`` or ``gx.where(predicate)``. One exception: a
         plain function ``params -> tree of bools``, whose bools may be arrays computed
         from the values (also under jit). Unmasked leaves pass through unchanged.
+        Default None.
+
+    Example:
+      >>> tx = gx.add_decayed_weights(0.5, mask="*/w")
+      >>> params = {"dense": {"w": jnp.array([2.0]), "b": jnp.array([2.0])}}
+      >>> grads = {"dense": {"w": jnp.array([1.0]), "b": jnp.array([1.0])}}
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> updates
+      {'dense': {'b': Array([1.], dtype=float32), 'w': Array([2.], dtype=float32)}}
     """
 
-    weight_decay: Any = 0.0
+    weight_decay: ScalarOrSchedule = 0.0
     mask: Any = static_field(default=None)
 
     def __post_init__(self):
@@ -130,9 +141,19 @@ class add_l1_subgradient(GradientTransformation):
 
     Gradient-descent on ||p||_1 oscillates around zero instead of reaching it; use
     ``proximal_l1`` for exact zeros.
+
+    Args:
+      strength: the L1 coefficient lambda >= 0 in f(p) + lambda ||p||_1. No default.
+
+    Example:
+      >>> tx = gx.add_l1_subgradient(0.5)
+      >>> params = jnp.array([2.0, -3.0, 0.0])
+      >>> updates, state = tx.update(jnp.ones(3), tx.init(params), params)
+      >>> updates
+      Array([1.5, 0.5, 1. ], dtype=float32)
     """
 
-    strength: Any
+    strength: Scalar
 
     def __post_init__(self):
         check_hparam("add_l1_subgradient", "strength", self.strength, low=0)
@@ -160,12 +181,20 @@ class proximal_l1(GradientTransformation):
     so the emitted update is prox(z) - p. Small weights become exactly 0.
 
     Args:
-      strength: the L1 coefficient lambda in f(p) + lambda ||p||_1.
-      learning_rate: the step size used by the preceding chain (number or schedule).
+      strength: the L1 coefficient lambda >= 0 in f(p) + lambda ||p||_1. No default.
+      learning_rate: the step size lr >= 0 used by the preceding chain, a number or a
+        schedule t -> lr (the same as the chain's). No default.
+
+    Example:
+      >>> tx = gx.chain(gx.sgd(learning_rate=0.5), gx.proximal_l1(1.0, learning_rate=0.5))
+      >>> params = jnp.array([1.0, 0.25, -2.0])
+      >>> updates, state = tx.update(jnp.zeros(3), tx.init(params), params)
+      >>> gx.apply_updates(params, updates)  # shrunk by lr * strength, small ones to 0
+      Array([ 0.5,  0. , -1.5], dtype=float32)
     """
 
-    strength: Any
-    learning_rate: Any
+    strength: Scalar
+    learning_rate: ScalarOrSchedule
 
     def __post_init__(self):
         check_hparam("proximal_l1", "strength", self.strength, low=0)
@@ -195,7 +224,9 @@ class proximal_l1(GradientTransformation):
         )
 
 
-def maybe_weight_decay(weight_decay: Any, mask: Any = None) -> add_decayed_weights | None:
+def maybe_weight_decay(
+    weight_decay: ScalarOrSchedule, mask: Any = None
+) -> add_decayed_weights | None:
     """``add_decayed_weights`` for a nonzero (or scheduled) decay, else None."""
     if mask is not None and not is_active(weight_decay):
         raise ValueError("weight_decay_mask was given but weight_decay is 0")

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._checks import check_tree_structure, is_none, is_param
 from .._leafwise import compute_dtype, map_params, new_slot, slot_dtype, wider_dtype
+from .._typing import TreeDef
 
 __all__ = [
     "real_dtype",
@@ -84,6 +85,7 @@ def split_output(out: Any, owner: str) -> tuple[jax.Array, Any]:
 
 def value_and_grad(fun: Any, params: Any, owner: str) -> tuple[jax.Array, Any, Any]:
     """(value, grad, aux) of ``fun`` at ``params``; grad is None on non-optimized leaves."""
+    treedef: TreeDef
     leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     mask = [is_param(x) for x in leaves]
 
@@ -98,6 +100,7 @@ def value_and_grad(fun: Any, params: Any, owner: str) -> tuple[jax.Array, Any, A
 
 def aux_placeholder(fun: Any, params: Any, owner: str) -> Any:
     """Zeros shaped like ``fun``'s aux (None without aux), for a loop carry."""
+    treedef: TreeDef
     leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     mask = [is_param(x) for x in leaves]
 
@@ -135,6 +138,7 @@ def clip_to_box(params: Any, lower: Any, upper: Any, owner: str = "clip_to_box")
     """clip(params, lower, upper) leaf-wise, in each parameter's dtype."""
     if lower is None and upper is None:
         return params
+    treedef: TreeDef
     leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
     lo = bound_leaves(lower, params, owner, "lower")
     hi = bound_leaves(upper, params, owner, "upper")
@@ -157,6 +161,7 @@ def check_bounds(owner: str, lower: Any, upper: Any, params: Any = None) -> None
     bound must also broadcast to its parameter's shape. Traced bounds cannot be checked."""
     if lower is None and upper is None:
         return
+    xs: list[Any]  # parameter leaves (None: no params given)
     if params is None:
         if any(isinstance(b, (dict, list, tuple)) for b in (lower, upper)):
             return

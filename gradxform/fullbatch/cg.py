@@ -23,7 +23,7 @@ Automatic restarts (beta = 0, i.e. a steepest-descent step) when:
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from .._checks import check_hparam, check_int, is_none, is_param
 from .._leafwise import safe_increment, zero_count
 from .._module import static_field
+from .._typing import Scalar, Updates
 from ..base import GradientTransformation, named_chain
 from ..tree import tree_diff, tree_scale, tree_where, vdot
 from ._common import cast_like, check_real, grad_slots, real_dtype
@@ -42,9 +43,10 @@ METHODS = ("fletcher_reeves", "polak_ribiere", "hestenes_stiefel", "dai_yuan")
 
 
 class CgState(NamedTuple):
-    count: jax.Array  # int32 scalar: updates so far
-    grad: Any  # like params: g_{k-1}
-    direction: Any  # like params: d_{k-1}
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar: updates so far
+    grad: Updates  # like params: g_{k-1}
+    direction: Updates  # like params: d_{k-1}
     since_restart: jax.Array  # int32 scalar: updates since the last steepest-descent step
     beta: jax.Array  # scalar: beta of the last update (0 at a restart)
 
@@ -57,15 +59,26 @@ class scale_by_conjugate_gradient(GradientTransformation):
     keeps Fletcher-Reeves and Dai-Yuan directions descent directions).
 
     Args:
-      method: ``"polak_ribiere"`` (default), ``"fletcher_reeves"``, ``"hestenes_stiefel"``
-        or ``"dai_yuan"``.
-      restart_every: restart period >= 1 (default None: the number of parameters).
-      restart_threshold: Powell's nu in (0, 1] (default 0.2), or None for no such test.
+      method: the beta formula: ``"polak_ribiere"``, ``"fletcher_reeves"``,
+        ``"hestenes_stiefel"`` or ``"dai_yuan"``. Default ``"polak_ribiere"`` (PR+, as
+        SciPy's CG).
+      restart_every: restart period, an integer >= 1. Default None: the number of
+        parameters.
+      restart_threshold: Powell's nu in (0, 1], or None for no such test. Default 0.2
+        (Powell, 1977).
+
+    Example:
+      >>> tx = gx.scale_by_conjugate_gradient()
+      >>> x = jnp.array([1.0, -2.0])
+      >>> state = tx.init(x)
+      >>> d, state = tx.update(2 * x, state, x)  # the gradient of sum(x**2)
+      >>> d, state.beta  # the first direction is steepest descent
+      (Array([-2.,  4.], dtype=float32), Array(0., dtype=float32))
     """
 
     method: str = static_field(default="polak_ribiere")
-    restart_every: Any = None
-    restart_threshold: Any = 0.2
+    restart_every: int | None = None
+    restart_threshold: Scalar | None = 0.2
 
     def __post_init__(self):
         o = "scale_by_conjugate_gradient"
@@ -142,8 +155,8 @@ class scale_by_conjugate_gradient(GradientTransformation):
 def conjugate_gradient(
     method: str = "polak_ribiere",
     *,
-    restart_every: Any = None,
-    restart_threshold: Any = 0.2,
+    restart_every: int | None = None,
+    restart_threshold: Scalar | None = 0.2,
     linesearch: GradientTransformation | None = None,
 ):
     """Nonlinear conjugate gradient with a strong-Wolfe line search.
@@ -153,6 +166,21 @@ def conjugate_gradient(
     the line search constants of SciPy's CG (c1 = 1e-4, c2 = 0.4, initial step
     min(1, 1.01 * 2 (f_{k-1} - f_k) / -phi'(0))). Needs value, grad and value_fn in
     ``update``; see ``gx.minimize``.
+
+    Args:
+      method: the beta formula (see ``scale_by_conjugate_gradient``). Default
+        ``"polak_ribiere"`` (PR+, as SciPy's CG).
+      restart_every: restart period, an integer >= 1. Default None: the number of
+        parameters.
+      restart_threshold: Powell's nu in (0, 1], or None. Default 0.2 (Powell, 1977).
+      linesearch: a ``zoom_linesearch`` or ``backtracking_linesearch``. Default None:
+        the zoom search above (SciPy's CG constants).
+
+    Example:
+      >>> f = lambda x: (x[0] - 1.0) ** 2 + 10.0 * (x[1] - 2.0) ** 2
+      >>> result = gx.minimize(f, jnp.zeros(2), gx.conjugate_gradient())
+      >>> result.params.round(4), gx.MinimizeStatus(int(result.status)).name
+      (Array([1., 2.], dtype=float32), 'CONVERGED')
     """
     if linesearch is None:
         linesearch = zoom_linesearch(c2=0.4, initial_guess="interpolate")

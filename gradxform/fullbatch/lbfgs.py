@@ -30,7 +30,7 @@ Cauchy-point / subspace algorithm, but it reaches the same minimizer.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from .._checks import check_int, is_none, is_param
 from .._leafwise import compute_dtype, map_params, safe_increment, slot_dtype, zero_count
 from .._module import static_field
+from .._typing import Params, PyTree, TreeDef, Updates
 from ..base import GradientTransformation, named_chain
 from ..tree import tree_diff, vdot
 from ._common import (
@@ -56,11 +57,12 @@ __all__ = ["LbfgsState", "scale_by_lbfgs", "lbfgs"]
 
 
 class LbfgsState(NamedTuple):
-    count: jax.Array  # int32 scalar: updates so far
-    params: Any  # like params: x at the last update (to form s = x_new - x)
-    grad: Any  # like params: gradient at the last update (to form y = g_new - g)
-    s_history: Any  # like params with a leading memory_size axis: ring buffer of s_i
-    y_history: Any  # like s_history: y_i
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar: updates so far
+    params: Params  # like params: x at the last update (to form s = x_new - x)
+    grad: Updates  # like params: gradient at the last update (to form y = g_new - g)
+    s_history: PyTree  # like params with a leading memory_size axis: ring buffer of s_i
+    y_history: PyTree  # like s_history: y_i
     rho: jax.Array  # (memory_size,): 1 / <s_i, y_i>; 0 marks an empty slot
     gamma: jax.Array  # scalar: H_0 = gamma I (<s, y> / <y, y> of the newest pair, else 1)
     pairs: jax.Array  # int32 scalar: pairs stored since the last reset (newest at pairs-1 mod m)
@@ -103,22 +105,37 @@ class scale_by_lbfgs(GradientTransformation):
     searches scale its first step by 1 / ||g||.
 
     Args:
-      memory_size: m >= 1, pairs kept (default 10, SciPy's).
-      scale_init_hessian: H_0 = gamma I with gamma = <s, y> / <y, y> (default True); else
-        H_0 = I.
-      lower, upper: box for the two-metric projection (None: unbounded); a scalar or a
-        tree like params. Must equal the line search's bounds (``lbfgs`` sets both).
+      memory_size: m, an integer >= 1: the (s, y) pairs kept. Default 10 (SciPy's
+        L-BFGS-B ``maxcor``).
+      scale_init_hessian: H_0 = gamma I with gamma = <s, y> / <y, y> (Nocedal & Wright,
+        eq. 7.20); False: H_0 = I. Default True.
+      lower: lower bound of the box for the two-metric projection: None (unbounded), a
+        scalar or a tree like params. Must equal the line search's (``lbfgs`` sets
+        both). Default None.
+      upper: upper bound, as ``lower``. Default None.
+
+    Example:
+      >>> tx = gx.scale_by_lbfgs()
+      >>> x = jnp.array([1.0, -2.0])
+      >>> state = tx.init(x)
+      >>> d, state = tx.update(2 * x, state, x)  # the gradient of sum(x**2)
+      >>> d  # empty memory: steepest descent
+      Array([-2.,  4.], dtype=float32)
+      >>> x = x + 0.25 * d
+      >>> d, state = tx.update(2 * x, state, x)  # one pair: the exact Newton step
+      >>> x + d
+      Array([0., 0.], dtype=float32)
     """
 
     memory_size: int = static_field(default=10)
     scale_init_hessian: bool = static_field(default=True)
-    lower: Any = None
-    upper: Any = None
+    lower: PyTree | None = None
+    upper: PyTree | None = None
 
     def __post_init__(self):
         check_int("scale_by_lbfgs", "memory_size", self.memory_size, low=1)
-        if not isinstance(self.scale_init_hessian, bool):
-            got = self.scale_init_hessian
+        got: object = self.scale_init_hessian  # as given (the annotation is what it must be)
+        if not isinstance(got, bool):
             raise TypeError(f"scale_by_lbfgs: scale_init_hessian must be a bool, got {got!r}")
         check_bounds("scale_by_lbfgs", self.lower, self.upper)
 
@@ -172,6 +189,7 @@ class scale_by_lbfgs(GradientTransformation):
         if not self.scale_init_hessian:
             gamma = jnp.ones([], dt)
 
+        treedef: TreeDef
         leaves, treedef = jax.tree_util.tree_flatten(g, is_leaf=is_none)
         idx = [i for i, x in enumerate(leaves) if is_param(x)]
         x_leaves = jax.tree_util.tree_leaves(params, is_leaf=is_none)
@@ -224,8 +242,8 @@ def lbfgs(
     *,
     scale_init_hessian: bool = True,
     linesearch: GradientTransformation | None = None,
-    lower: Any = None,
-    upper: Any = None,
+    lower: PyTree | None = None,
+    upper: PyTree | None = None,
 ):
     """L-BFGS with a strong-Wolfe line search (box-constrained with ``lower``/``upper``).
 
@@ -237,6 +255,27 @@ def lbfgs(
     with its own bounds, none here, passes them to the direction). Parameters should
     start inside the box (``gx.minimize`` projects the start). Needs value, grad and
     value_fn in ``update``; see ``gx.minimize``.
+
+    Args:
+      memory_size: m, an integer >= 1: the (s, y) pairs kept. Default 10 (SciPy's
+        L-BFGS-B ``maxcor``).
+      scale_init_hessian: H_0 = gamma I with gamma = <s, y> / <y, y>; False: H_0 = I.
+        Default True.
+      linesearch: a ``zoom_linesearch`` or ``backtracking_linesearch``. Default None: the
+        zoom search above (SciPy L-BFGS-B's constants), or the projected backtracking
+        search with bounds.
+      lower: lower bound of the box: None (unbounded), a scalar or a tree like params.
+        Default None.
+      upper: upper bound, as ``lower``. Default None.
+
+    Example:
+      >>> f = lambda x: jnp.sum((x - jnp.array([1.0, 2.0])) ** 2)
+      >>> result = gx.minimize(f, jnp.zeros(2), gx.lbfgs())
+      >>> result.params.round(4), gx.MinimizeStatus(int(result.status)).name
+      (Array([1., 2.], dtype=float32), 'CONVERGED')
+      >>> boxed = gx.minimize(f, jnp.zeros(2), gx.lbfgs(upper=1.5))
+      >>> boxed.params.round(4)
+      Array([1. , 1.5], dtype=float32)
     """
     bounded = lower is not None or upper is not None
     if linesearch is not None and not isinstance(linesearch, LineSearch):

@@ -30,7 +30,7 @@ A failed search takes no step (its update is zero) and says so in ``state.status
 from __future__ import annotations
 
 import enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from .._checks import check_hparam, check_int, check_tree_structure, is_none, is_param
 from .._leafwise import safe_increment, zero_count, zeros_like_updates
 from .._module import static_field
+from .._typing import PyTree, Scalar, Updates
 from ..base import GradientTransformation, apply_updates, named_chain
 from ..scaling import scale
 from ..tree import tree_diff, tree_scale, tree_where, vdot
@@ -73,11 +74,12 @@ class LineSearchStatus(enum.IntEnum):
 
 
 class LineSearchState(NamedTuple):
-    count: jax.Array  # int32 scalar: updates so far
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar: updates so far
     step_size: jax.Array  # scalar: step alpha taken by the last update (0 when it failed)
     value: jax.Array  # scalar: f at the new point params + update (inf before any update)
-    grad: Any  # like params: gradient at the new point
-    aux: Any  # value_fn's aux at the new point (None until value_fn returns one; zeros
+    grad: Updates  # like params: gradient at the new point
+    aux: PyTree  # value_fn's aux at the new point (None until value_fn returns one; zeros
     # after a first update that took no step, unless update got aux=value_fn's aux at params)
     prev_value: jax.Array  # scalar: f at the start of the last update (initial-step guess)
     num_evals: jax.Array  # int32 scalar: evaluations of value_fn in the last update
@@ -106,6 +108,20 @@ def _approx(f_t, slope_t, phi0, slope0, c1, f_tol):
 
 class LineSearch(GradientTransformation):
     """Base of the line searches (``gx.minimize`` finds them by this type)."""
+
+    if TYPE_CHECKING:
+        # Fields every search declares (each in its own order, so they cannot be fields
+        # here); declared read-only for the type checker, for the shared code below.
+        @property
+        def max_evals(self) -> int: ...
+        @property
+        def initial_step(self) -> Scalar: ...
+        @property
+        def max_step_size(self) -> Scalar: ...
+        @property
+        def initial_guess(self) -> str: ...
+        @property
+        def approx_rtol(self) -> Scalar | None: ...
 
     def _check_shared_fields(self, owner: str) -> None:
         """Validates the fields both searches have (``_inputs`` uses most of them)."""
@@ -237,24 +253,44 @@ class backtracking_linesearch(LineSearch):
     taken.
 
     Args:
-      c1: sufficient-decrease constant in (0, 1) (default 1e-4).
-      decrease_factor: rho in (0, 1) (default 0.5).
-      max_evals: evaluations of value_fn per update, >= 1 (default 30).
-      initial_step: > 0 (default 1); max_step_size: cap on alpha_0 (default 1e10).
+      c1: sufficient-decrease constant in (0, 1). Default 1e-4 (Nocedal & Wright,
+        sec. 3.1).
+      decrease_factor: rho in (0, 1). Default 0.5.
+      max_evals: evaluations of value_fn per update, an integer >= 1. Default 30.
+      initial_step: > 0, the first trial step (divided by ||d|| on a first update).
+        Default 1.
+      max_step_size: > 0, a cap on alpha_0. Default 1e10.
       initial_guess: ``"unit"`` or ``"interpolate"`` (see the module docstring).
-      approx_rtol: >= 0, or None for 100 eps (approximate decrease; module docstring).
-      lower, upper: None, a scalar or a tree like params (None leaves: unbounded).
+        Default ``"unit"``.
+      approx_rtol: >= 0, or None for 100 eps of the value dtype (the approximate
+        decrease test; see the module docstring). Default None.
+      lower: lower bound of the box: None, a scalar or a tree like params (None leaves:
+        unbounded). Default None.
+      upper: upper bound, as ``lower``. Default None.
+
+    Example:
+      >>> f = lambda x: jnp.sum(x**2)
+      >>> x = jnp.array([3.0, 4.0])
+      >>> tx = gx.chain(gx.scale(-1.0), gx.backtracking_linesearch(initial_step=5.0))
+      >>> state = tx.init(x)
+      >>> g = jax.grad(f)(x)
+      >>> updates, state = tx.update(g, state, x, value=f(x), grad=g, value_fn=f)
+      >>> ls = state.backtracking_linesearch  # alpha_0 = 5 / ||d|| = 0.5
+      >>> ls.step_size, gx.LineSearchStatus(int(ls.status)).name, int(ls.num_evals)
+      (Array(0.5, dtype=float32), 'SUCCESS', 1)
+      >>> gx.apply_updates(x, updates), ls.value
+      (Array([0., 0.], dtype=float32), Array(0., dtype=float32))
     """
 
-    c1: Any = 1e-4
-    decrease_factor: Any = 0.5
-    max_evals: Any = 30
-    initial_step: Any = 1.0
-    max_step_size: Any = 1e10
+    c1: Scalar = 1e-4
+    decrease_factor: Scalar = 0.5
+    max_evals: int = 30
+    initial_step: Scalar = 1.0
+    max_step_size: Scalar = 1e10
     initial_guess: str = static_field(default="unit")
-    approx_rtol: Any = None
-    lower: Any = None
-    upper: Any = None
+    approx_rtol: Scalar | None = None
+    lower: PyTree | None = None
+    upper: PyTree | None = None
 
     def __post_init__(self):
         o = "backtracking_linesearch"
@@ -282,7 +318,7 @@ class backtracking_linesearch(LineSearch):
             t = c["t"]
             x_t = trial_point(t)
             f_t, g_t, aux_t = evaluate(x_t)
-            moved = True
+            moved: bool | jax.Array = True
             if lower is not None or upper is not None:  # along the projection arc
                 step = tree_diff(x_t, params)
                 slope0, slope_t = vdot(g0, step, dt), vdot(g_t, step, dt)
@@ -378,21 +414,40 @@ class zoom_linesearch(LineSearch):
     taken with status ``DECREASE_ONLY``, or none (``FAILED``) if there is none.
 
     Args:
-      c1, c2: 0 < c1 < c2 < 1 (defaults 1e-4 and 0.9, SciPy's L-BFGS-B; use c2 = 0.1 to
-        0.4 for conjugate gradient).
-      max_evals: evaluations per update, >= 1 (default 20, SciPy's maxls).
-      initial_step: > 0 (default 1); max_step_size: largest step tried (default 1e10).
+      c1: sufficient-decrease constant, 0 < c1 < c2. Default 1e-4 (SciPy's L-BFGS-B).
+      c2: curvature constant, c1 < c2 < 1; use 0.1 to 0.4 for conjugate gradient.
+        Default 0.9 (SciPy's L-BFGS-B).
+      max_evals: evaluations per update, an integer >= 1. Default 20 (SciPy's
+        L-BFGS-B ``maxls``).
+      initial_step: > 0, the first trial step (divided by ||d|| on a first update).
+        Default 1.
+      max_step_size: > 0, the largest step tried. Default 1e10.
       initial_guess: ``"unit"`` or ``"interpolate"`` (see the module docstring).
-      approx_rtol: >= 0, or None for 100 eps (approximate decrease; module docstring).
+        Default ``"unit"``.
+      approx_rtol: >= 0, or None for 100 eps of the value dtype (the approximate
+        decrease test; see the module docstring). Default None.
+
+    Example:
+      >>> f = lambda x: jnp.sum(x**2)
+      >>> x = jnp.array([3.0, 4.0])
+      >>> tx = gx.chain(gx.scale(-1.0), gx.zoom_linesearch(initial_step=5.0))
+      >>> state = tx.init(x)
+      >>> g = jax.grad(f)(x)
+      >>> updates, state = tx.update(g, state, x, value=f(x), grad=g, value_fn=f)
+      >>> ls = state.zoom_linesearch  # alpha_0 = 5 / ||d|| = 0.5 meets both conditions
+      >>> ls.step_size, gx.LineSearchStatus(int(ls.status)).name
+      (Array(0.5, dtype=float32), 'SUCCESS')
+      >>> ls.grad  # the gradient at the new point, for the next update
+      Array([0., 0.], dtype=float32)
     """
 
-    c1: Any = 1e-4
-    c2: Any = 0.9
-    max_evals: Any = 20
-    initial_step: Any = 1.0
-    max_step_size: Any = 1e10
+    c1: Scalar = 1e-4
+    c2: Scalar = 0.9
+    max_evals: int = 20
+    initial_step: Scalar = 1.0
+    max_step_size: Scalar = 1e10
     initial_guess: str = static_field(default="unit")
-    approx_rtol: Any = None
+    approx_rtol: Scalar | None = None
 
     def __post_init__(self):
         o = "zoom_linesearch"
@@ -484,6 +539,16 @@ def gradient_descent_linesearch(linesearch: GradientTransformation | None = None
     ``backtracking_linesearch(initial_guess="interpolate")`` (Armijo; the interpolated
     initial step adapts alpha_0 to the problem's scale). Needs value, grad and value_fn in
     ``update`` (see ``gx.minimize``).
+
+    Args:
+      linesearch: a ``backtracking_linesearch`` or ``zoom_linesearch``. Default None: the
+        backtracking search above.
+
+    Example:
+      >>> f = lambda x: jnp.sum((x - jnp.array([1.0, -1.0])) ** 2)
+      >>> result = gx.minimize(f, jnp.zeros(2), gx.gradient_descent_linesearch())
+      >>> result.params.round(4), gx.MinimizeStatus(int(result.status)).name
+      (Array([ 1., -1.], dtype=float32), 'CONVERGED')
     """
     if linesearch is None:
         linesearch = backtracking_linesearch(initial_guess="interpolate")

@@ -23,6 +23,7 @@ import numpy as np
 
 from .._checks import check_hparam, check_int, is_none, is_param
 from .._module import value_or_id
+from .._typing import OptState, Params, PyTree, Updates
 from ..base import apply_updates, chain
 from ..tree import max_abs, tree_where
 from ._common import (
@@ -66,14 +67,14 @@ class MinimizeStatus(enum.IntEnum):
 
 
 class MinimizeResult(NamedTuple):
-    params: Any  # final parameters (the last finite iterate)
+    params: Params  # final parameters (the last finite iterate)
     value: jax.Array  # fun(params)
-    grad: Any  # gradient of fun at params
-    aux: Any  # fun's aux at params with has_aux=True, else None
+    grad: Updates  # gradient of fun at params
+    aux: PyTree  # fun's aux at params with has_aux=True, else None
     num_steps: jax.Array  # int32: updates taken (steps that moved the parameters)
     num_evals: jax.Array  # int32: evaluations of fun (value and gradient), the first included
     status: jax.Array  # int32: a MinimizeStatus
-    state: Any  # tx's state after the last update with return_state=True, else None
+    state: OptState  # tx's state after the last update with return_state=True, else None
 
 
 def _find_linesearch(tx: Any) -> LineSearch | None:
@@ -216,6 +217,7 @@ def _run(fun, params, tx, max_steps, tol, ftol, has_aux, return_state):
         x = full(x)
         updates, s_new = tx.update(g, s, x, value=f, grad=g, value_fn=checked)
         x_new = apply_updates(x, updates)
+        f_new: jax.Array | None  # None in the carry when the line search state holds it
         if ls is not None:
             x_new = clip_to_box(x_new, lower, upper)
             ls_state = _linesearch_state(s_new)
@@ -394,7 +396,7 @@ def _unhashable_jit(fun, treedef, static, has_aux, return_state) -> Callable:
 
 def minimize(
     fun: Callable,
-    params: Any,
+    params: Params,
     tx: Any,
     max_steps: int = 500,
     tol: float = 1e-5,
@@ -424,15 +426,36 @@ def minimize(
         compilation (a new lambda each call recompiles).
       params: starting point, any pytree (None and non-array leaves are not optimized).
       tx: any transform of the library; full-batch ones take value/grad/value_fn.
-      max_steps, tol, ftol: see above (traced: changing them does not recompile).
+      max_steps: the most updates, an integer >= 0. Default 500. Like ``tol`` and
+        ``ftol`` it is traced: changing it does not recompile.
+      tol: the gradient tolerance, >= 0. Default 1e-5 (SciPy L-BFGS-B's ``pgtol``).
+      ftol: the relative decrease tolerance, >= 0. Default 2.2e-9 (SciPy L-BFGS-B's
+        ``factr`` 1e7 times the float64 eps).
       has_aux: fun returns (value, aux); ``result.aux`` is the aux at the final params.
-      return_state: also return tx's final state (off by default: every returned array
+        Default False.
+      return_state: also return tx's final state. Default False (every returned array
         adds to the per-call cost, which is noticeable on tiny problems).
 
     Returns a ``MinimizeResult``: params, value, grad, aux, num_steps, num_evals
     (evaluations of fun and its gradient, the initial one included), status (int32;
     ``MinimizeStatus(int(result.status)).name`` names it) and, with ``return_state``,
     tx's final state.
+
+    Example:
+      >>> def f(p):
+      ...     r = p["w"] - jnp.array([1.0, -2.0])
+      ...     return jnp.sum(r**2) + (p["b"] - 0.5) ** 2, {"residual": r}
+      >>> params = {"w": jnp.zeros(2), "b": jnp.array(3.0)}
+      >>> result = gx.minimize(f, params, gx.lbfgs(), tol=1e-6, has_aux=True)
+      >>> jax.tree.map(lambda x: x.round(4), result.params)
+      {'b': Array(0.5, dtype=float32), 'w': Array([ 1., -2.], dtype=float32)}
+      >>> gx.MinimizeStatus(int(result.status)).name, bool(result.value < 1e-8)
+      ('CONVERGED', True)
+      >>> list(result.aux)  # the aux at the final params
+      ['residual']
+      >>> sgd = gx.minimize(f, params, gx.sgd(learning_rate=0.25), max_steps=3, has_aux=True)
+      >>> gx.MinimizeStatus(int(sgd.status)).name, int(sgd.num_steps)
+      ('MAX_STEPS', 3)
     """
     if not callable(fun):
         raise TypeError(f"minimize: fun must be callable, got {fun!r}")
@@ -440,7 +463,8 @@ def minimize(
         raise TypeError(f"minimize: tx must be a gradient transformation, got {tx!r}")
     # (This wrapper is kept lean: for small problems its microseconds are a visible part
     # of the whole run.)
-    x64 = jax.config.jax_enable_x64
+    # JAX adds each config flag to jax.config at run time; its Config type declares none.
+    x64 = jax.config.jax_enable_x64  # type: ignore[attr-defined]
     traced = tracing()
     numbers = None
     plain = type(max_steps) is int and type(tol) in (int, float) and type(ftol) in (int, float)

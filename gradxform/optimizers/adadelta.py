@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_hparam
 from .._leafwise import (
@@ -18,6 +19,7 @@ from .._leafwise import (
     slot_dtype,
 )
 from .._module import static_field
+from .._typing import PyTree, Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..weight_decay import maybe_weight_decay
@@ -26,20 +28,34 @@ __all__ = ["scale_by_adadelta", "adadelta"]
 
 
 class AdadeltaState(NamedTuple):
-    sq_avg: Any  # like params, real accumulator_dtype: E[g^2]
-    delta_avg: Any  # like params, real accumulator_dtype: E[dx^2]
+    sq_avg: PyTree  # like params, real accumulator_dtype: E[g^2]
+    delta_avg: PyTree  # like params, real accumulator_dtype: E[dx^2]
 
 
 class scale_by_adadelta(GradientTransformation):
     """Adadelta's direction, torch.optim.Adadelta semantics.
 
     E[g^2]_t = rho E[g^2] + (1 - rho) |g|^2;  dx = sqrt(E[dx^2] + eps) / sqrt(E[g^2]_t + eps) g;
-    E[dx^2]_t = rho E[dx^2] + (1 - rho) |dx|^2;  u = dx. Defaults rho=0.9, eps=1e-6 (torch).
+    E[dx^2]_t = rho E[dx^2] + (1 - rho) |dx|^2;  u = dx.
+
+    Args:
+      rho: decay of both running averages, in [0, 1]. Default 0.9 (torch.optim.Adadelta).
+      eps: > 0, added inside both roots. Default 1e-6 (torch.optim.Adadelta).
+      accumulator_dtype: storage dtype of the averages (real). Default None: the parameter
+        dtype, at least float32.
+
+    Example:
+      >>> tx = gx.scale_by_adadelta(rho=0.25, eps=1.0)
+      >>> g = jnp.array([2.0, -2.0])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)  # sqrt(0 + 1) / sqrt(0.75 * 4 + 1) * g
+      >>> u
+      Array([ 1., -1.], dtype=float32)
     """
 
-    rho: Any = 0.9
-    eps: Any = 1e-6
-    accumulator_dtype: Any = static_field(default=None)
+    rho: Scalar = 0.9
+    eps: Scalar = 1e-6
+    accumulator_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_hparam("scale_by_adadelta", "rho", self.rho, low=0, high=1)
@@ -68,15 +84,33 @@ class scale_by_adadelta(GradientTransformation):
 
 
 def adadelta(
-    learning_rate: Any = 1.0,
-    rho: Any = 0.9,
-    eps: Any = 1e-6,
-    weight_decay: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: Scalar = 0.9,
+    eps: Scalar = 1e-6,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
 ):
     """Adadelta, exactly torch.optim.Adadelta (lr default 1.0; coupled L2 weight decay).
 
     = chain(add_decayed_weights(wd), scale_by_adadelta(rho, eps), scale_by_learning_rate(lr)).
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1.0
+        (torch.optim.Adadelta).
+      rho: decay of both running averages, in [0, 1]. Default 0.9 (torch.optim.Adadelta).
+      eps: > 0, added inside both roots. Default 1e-6 (torch.optim.Adadelta).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
+        (torch.optim.Adadelta).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+
+    Example:
+      >>> tx = gx.adadelta(learning_rate=0.5, rho=0.25, eps=1.0)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([2.0, -2.0]), state, params)
+      >>> updates  # -lr sqrt(eps) / sqrt((1 - rho) g^2 + eps) g
+      Array([-0.5,  0.5], dtype=float32)
     """
     return named_chain(
         "adadelta",

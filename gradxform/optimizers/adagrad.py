@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_hparam, is_active
 from .._leafwise import (
@@ -18,6 +19,7 @@ from .._leafwise import (
     slot_dtype,
 )
 from .._module import static_field
+from .._typing import PyTree, Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..schedules import inverse_time_decay
@@ -27,21 +29,39 @@ __all__ = ["scale_by_rss", "adagrad"]
 
 
 class RssState(NamedTuple):
-    sum_of_squares: Any  # like params, real accumulator_dtype
+    sum_of_squares: PyTree  # like params, real accumulator_dtype
 
 
 class scale_by_rss(GradientTransformation):
     """Divides by the root of the summed squares (Adagrad's direction).
 
     s_t = s_{t-1} + |g|^2 (s_0 = initial_accumulator_value);
-    u = g / (sqrt(s_t) + eps), or g / sqrt(s_t + eps) with ``eps_in_sqrt=True`` (Optax).
-    Defaults follow torch.optim.Adagrad: s_0 = 0, eps = 1e-10 outside the root.
+    u = g / (sqrt(s_t) + eps), or g / sqrt(s_t + eps) with ``eps_in_sqrt=True``.
+
+    Args:
+      initial_accumulator_value: s_0 >= 0. Default 0 (torch.optim.Adagrad).
+      eps: > 0, added to the denominator. Default 1e-10 (torch.optim.Adagrad).
+      eps_in_sqrt: add eps inside the root (Optax's placement). Default False
+        (torch.optim.Adagrad).
+      accumulator_dtype: storage dtype of s (real). Default None: the parameter dtype, at
+        least float32.
+
+    Example:
+      >>> tx = gx.scale_by_rss()
+      >>> g = jnp.array([3.0, -4.0])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)
+      >>> u
+      Array([ 1., -1.], dtype=float32)
+      >>> u, state = tx.update(g, state)  # g / sqrt(2 g^2)
+      >>> u.round(4)
+      Array([ 0.7071, -0.7071], dtype=float32)
     """
 
-    initial_accumulator_value: Any = 0.0
-    eps: Any = 1e-10
+    initial_accumulator_value: Scalar = 0.0
+    eps: Scalar = 1e-10
     eps_in_sqrt: bool = static_field(default=False)
-    accumulator_dtype: Any = static_field(default=None)
+    accumulator_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_hparam(
@@ -69,11 +89,11 @@ class scale_by_rss(GradientTransformation):
 
 
 def adagrad(
-    learning_rate: Any = 1e-2,
-    lr_decay: Any = 0.0,
-    weight_decay: Any = 0.0,
-    initial_accumulator_value: Any = 0.0,
-    eps: Any = 1e-10,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    lr_decay: Scalar = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    initial_accumulator_value: Scalar = 0.0,
+    eps: Scalar = 1e-10,
     eps_in_sqrt: bool = False,
     weight_decay_mask: Any = None,
 ):
@@ -82,7 +102,27 @@ def adagrad(
     g = grad + wd p;  s <- s + g^2;  p <- p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps).
     = chain(add_decayed_weights(wd), scale_by_rss(s_0, eps, eps_in_sqrt),
             scale_by_learning_rate(inverse_time_decay(lr, lr_decay))).
-    ``lr_decay`` is torch's; it cannot be combined with a learning-rate schedule.
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-2
+        (torch.optim.Adagrad).
+      lr_decay: torch's lr_decay >= 0; not combinable with a learning-rate schedule.
+        Default 0 (torch.optim.Adagrad).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
+        (torch.optim.Adagrad).
+      initial_accumulator_value: s_0 >= 0. Default 0 (torch.optim.Adagrad).
+      eps: > 0, added to the denominator. Default 1e-10 (torch.optim.Adagrad).
+      eps_in_sqrt: add eps inside the root. Default False (torch.optim.Adagrad).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+
+    Example:
+      >>> tx = gx.adagrad(learning_rate=0.5)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([3.0, -4.0]), state, params)
+      >>> updates  # -lr g / |g| on the first step
+      Array([-0.5,  0.5], dtype=float32)
     """
     check_hparam("adagrad", "lr_decay", lr_decay, low=0)
     if is_active(lr_decay):

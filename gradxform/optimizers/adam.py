@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_hparam
 from .._leafwise import (
@@ -23,6 +24,7 @@ from .._leafwise import (
     zero_count,
 )
 from .._module import static_field
+from .._typing import PyTree, Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..weight_decay import add_decayed_weights, maybe_weight_decay
@@ -32,10 +34,11 @@ __all__ = ["scale_by_adam", "scale_by_nadam", "adam", "adamw", "amsgrad", "nadam
 
 
 class AdamState(NamedTuple):
-    count: jax.Array  # int32 scalar: updates so far
-    mu: Any  # like params, mu_dtype: first moment
-    nu: Any  # like params, real nu_dtype: second moment
-    nu_max: Any  # like nu when amsgrad, else None: running max of nu
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar: updates so far
+    mu: PyTree  # like params, mu_dtype: first moment
+    nu: PyTree  # like params, real nu_dtype: second moment
+    nu_max: PyTree  # like nu when amsgrad, else None: running max of nu
 
 
 class scale_by_adam(GradientTransformation):
@@ -46,20 +49,40 @@ class scale_by_adam(GradientTransformation):
     ``nesterov=True`` uses m_hat = b1 m_t / (1 - b1^{t+1}) + (1 - b1) g / (1 - b1^t)
     (Dozat, 2016). ``bias_correction=False`` drops both 1 - b^t factors.
 
-    Args: b1=0.9, b2=0.999, eps=1e-8, eps_root=0 (torch defaults); amsgrad (Reddi et al.,
-    2018; the max is over the raw v, as torch); mu_dtype / nu_dtype: storage dtypes of the
-    moments (default: parameter dtype, at least float32).
+    Args:
+      b1: decay of the first moment, in [0, 1). Default 0.9 (Kingma & Ba, 2015).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (Kingma & Ba, 2015).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (Kingma & Ba, 2015).
+      eps_root: >= 0, added inside the root. Default 0 (torch.optim.Adam).
+      bias_correction: divide the moments by 1 - b^t. Default True.
+      amsgrad: use the running max of v (Reddi et al., 2018; the max is over the raw v,
+        as torch). Default False (torch.optim.Adam).
+      nesterov: Nesterov momentum (NAdam's m_hat without its schedule, Dozat, 2016).
+        Default False.
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+      nu_dtype: storage dtype of v (real). Default None: the parameter dtype, at least
+        float32.
+
+    Example:
+      >>> tx = gx.scale_by_adam()
+      >>> g = jnp.array([0.5, -2.0])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)
+      >>> u.round(4)  # m_hat / sqrt(v_hat) = g / |g| on the first step
+      Array([ 1., -1.], dtype=float32)
+      >>> int(state.count)
+      1
     """
 
-    b1: Any = 0.9
-    b2: Any = 0.999
-    eps: Any = 1e-8
-    eps_root: Any = 0.0
+    b1: Scalar = 0.9
+    b2: Scalar = 0.999
+    eps: Scalar = 1e-8
+    eps_root: Scalar = 0.0
     bias_correction: bool = static_field(default=True)
     amsgrad: bool = static_field(default=False)
     nesterov: bool = static_field(default=False)
-    mu_dtype: Any = static_field(default=None)
-    nu_dtype: Any = static_field(default=None)
+    mu_dtype: DTypeLike | None = static_field(default=None)
+    nu_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_betas("scale_by_adam", self.b1, self.b2, self.eps)
@@ -99,10 +122,11 @@ class scale_by_adam(GradientTransformation):
 
 
 class NadamState(NamedTuple):
-    count: jax.Array  # int32 scalar
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar
     mu_product: jax.Array  # scalar (float64 under x64): prod_{i<=t} mu_i
-    mu: Any  # like params, mu_dtype
-    nu: Any  # like params, real nu_dtype
+    mu: PyTree  # like params, mu_dtype
+    nu: PyTree  # like params, real nu_dtype
 
 
 class scale_by_nadam(GradientTransformation):
@@ -111,14 +135,32 @@ class scale_by_nadam(GradientTransformation):
     mu_t = b1 (1 - 0.5 * 0.96^(t psi)), psi = ``momentum_decay``; P_t = prod_{i<=t} mu_i;
     m, v as Adam;  denom = sqrt(v_t / (1 - b2^t)) + eps;
     u = (1 - mu_t) / (1 - P_t) * g / denom + mu_{t+1} / (1 - P_t mu_{t+1}) * m_t / denom.
+
+    Args:
+      b1: decay of the first moment, in [0, 1). Default 0.9 (torch.optim.NAdam).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (torch.optim.NAdam).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (torch.optim.NAdam).
+      momentum_decay: psi >= 0 of the momentum schedule. Default 4e-3 (Dozat, 2016;
+        torch.optim.NAdam).
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+      nu_dtype: storage dtype of v (real). Default None: the parameter dtype, at least
+        float32.
+
+    Example:
+      >>> tx = gx.scale_by_nadam()
+      >>> g = jnp.array([0.5, -2.0])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)
+      >>> u.round(4)  # the momentum schedule weighs g a little more than Adam
+      Array([ 1.0565, -1.0565], dtype=float32)
     """
 
-    b1: Any = 0.9
-    b2: Any = 0.999
-    eps: Any = 1e-8
-    momentum_decay: Any = 4e-3
-    mu_dtype: Any = static_field(default=None)
-    nu_dtype: Any = static_field(default=None)
+    b1: Scalar = 0.9
+    b2: Scalar = 0.999
+    eps: Scalar = 1e-8
+    momentum_decay: Scalar = 4e-3
+    mu_dtype: DTypeLike | None = static_field(default=None)
+    nu_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_betas("scale_by_nadam", self.b1, self.b2, self.eps)
@@ -151,24 +193,51 @@ class scale_by_nadam(GradientTransformation):
 
 
 def adam(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
     amsgrad: bool = False,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
     *,
-    eps_root: Any = 0.0,
+    eps_root: Scalar = 0.0,
     nesterov: bool = False,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ):
     """Adam, exactly torch.optim.Adam (weight decay is coupled L2, added to the gradient).
 
     p <- p - lr_t * m_hat / (sqrt(v_hat) + eps), with g = grad + wd p.
     = chain(add_decayed_weights(wd), scale_by_adam(b1, b2, eps, ...),
             scale_by_learning_rate(lr)).
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
+        (torch.optim.Adam).
+      b1: decay of the first moment, in [0, 1). Default 0.9 (Kingma & Ba, 2015).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (Kingma & Ba, 2015).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (Kingma & Ba, 2015).
+      amsgrad: use the running max of v (see ``amsgrad``). Default False
+        (torch.optim.Adam).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
+        (torch.optim.Adam).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+      eps_root: >= 0, added inside the root. Default 0.
+      nesterov: Nesterov momentum (see ``scale_by_adam``). Default False.
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+      nu_dtype: storage dtype of v. Default None: the parameter dtype, at least float32.
+
+    Example:
+      >>> tx = gx.adam(learning_rate=0.5)
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.array([0.5, 0.5])}, state, params)
+      >>> updates["w"].round(4)  # -lr g / |g| on the first step
+      Array([-0.5, -0.5], dtype=float32)
+      >>> state.names
+      ('scale_by_adam', 'scale_by_learning_rate')
     """
     return named_chain(
         "adam",
@@ -188,24 +257,47 @@ def adam(
 
 
 def adamw(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
     amsgrad: bool = False,
-    weight_decay: Any = 1e-2,
+    weight_decay: ScalarOrSchedule = 1e-2,
     weight_decay_mask: Any = None,
     *,
-    eps_root: Any = 0.0,
+    eps_root: Scalar = 0.0,
     nesterov: bool = False,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ):
     """AdamW (Loshchilov & Hutter, 2019), exactly torch.optim.AdamW: decoupled decay.
 
     p <- p - lr_t (m_hat / (sqrt(v_hat) + eps) + wd_t p).
     = chain(scale_by_adam(...), add_decayed_weights(wd, mask), scale_by_learning_rate(lr)).
-    Default weight_decay 1e-2 as torch.
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
+        (torch.optim.AdamW).
+      b1: decay of the first moment, in [0, 1). Default 0.9 (Kingma & Ba, 2015).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (Kingma & Ba, 2015).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (Kingma & Ba, 2015).
+      amsgrad: use the running max of v (see ``amsgrad``). Default False.
+      weight_decay: decoupled decay coefficient wd >= 0, a number or a schedule.
+        Default 1e-2 (torch.optim.AdamW).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+      eps_root: >= 0, added inside the root. Default 0.
+      nesterov: Nesterov momentum (see ``scale_by_adam``). Default False.
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+      nu_dtype: storage dtype of v. Default None: the parameter dtype, at least float32.
+
+    Example:
+      >>> tx = gx.adamw(learning_rate=0.5, weight_decay=0.5)
+      >>> params = jnp.array([1.0, 2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([0.5, 0.5]), state, params)
+      >>> updates.round(4)  # -lr (g / |g| + wd p)
+      Array([-0.75, -1.  ], dtype=float32)
     """
     return named_chain(
         "adamw",
@@ -225,19 +317,41 @@ def adamw(
 
 
 def amsgrad(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    weight_decay: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
     *,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ):
     """AMSGrad (Reddi et al., 2018): torch ``Adam(amsgrad=True)``.
 
     v_max <- max(v_max, v_t);  p <- p - lr_t m_hat / (sqrt(v_max / (1 - b2^t)) + eps).
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
+        (torch.optim.Adam).
+      b1: decay of the first moment, in [0, 1). Default 0.9 (Kingma & Ba, 2015).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (Kingma & Ba, 2015).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (Kingma & Ba, 2015).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0.
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+      nu_dtype: storage dtype of v and v_max. Default None: the parameter dtype, at least
+        float32.
+
+    Example:
+      >>> tx = gx.amsgrad(learning_rate=0.1)
+      >>> params = jnp.array([1.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([2.0]), state, params)
+      >>> updates, state = tx.update(jnp.array([0.0]), state, params)
+      >>> state.scale_by_adam.nu_max  # the max keeps the first step's v
+      Array([0.004], dtype=float32)
     """
     tx = adam(
         learning_rate,
@@ -254,21 +368,44 @@ def amsgrad(
 
 
 def nadam(
-    learning_rate: Any = 2e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    weight_decay: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
-    momentum_decay: Any = 4e-3,
+    momentum_decay: Scalar = 4e-3,
     *,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ):
     """NAdam, exactly torch.optim.NAdam (coupled L2 weight decay; lr default 2e-3).
 
     = chain(add_decayed_weights(wd), scale_by_nadam(b1, b2, eps, momentum_decay),
             scale_by_learning_rate(lr)).
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 2e-3
+        (torch.optim.NAdam).
+      b1: decay of the first moment, in [0, 1). Default 0.9 (torch.optim.NAdam).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (torch.optim.NAdam).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (torch.optim.NAdam).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
+        (torch.optim.NAdam).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+      momentum_decay: psi >= 0 of the momentum schedule. Default 4e-3
+        (torch.optim.NAdam).
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+      nu_dtype: storage dtype of v. Default None: the parameter dtype, at least float32.
+
+    Example:
+      >>> tx = gx.nadam(learning_rate=0.5)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([0.5, -0.5]), state, params)
+      >>> updates.round(3)
+      Array([-0.528,  0.528], dtype=float32)
     """
     return named_chain(
         "nadam",

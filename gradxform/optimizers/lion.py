@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._leafwise import compute_dtype, map_params, map_updates, new_slot, scalar_like, slot_dtype
 from .._module import static_field
+from .._typing import PyTree, Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..weight_decay import maybe_weight_decay
@@ -17,19 +19,33 @@ __all__ = ["scale_by_lion", "lion"]
 
 
 class LionState(NamedTuple):
-    mu: Any  # like params, mu_dtype: momentum
+    mu: PyTree  # like params, mu_dtype: momentum
 
 
 class scale_by_lion(GradientTransformation):
     """Lion's direction: u = sign(b1 m + (1 - b1) g);  m <- b2 m + (1 - b2) g.
 
-    Defaults b1 = 0.9, b2 = 0.99 (paper). Every coordinate moves by exactly lr, so Lion
-    wants a 3-10x smaller learning rate than AdamW.
+    Every coordinate moves by exactly lr, so Lion wants a 3-10x smaller learning rate
+    than AdamW.
+
+    Args:
+      b1: weight of the momentum in the sign's argument, in [0, 1). Default 0.9
+        (Chen et al., 2023).
+      b2: decay of the momentum m, in [0, 1). Default 0.99 (Chen et al., 2023).
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+
+    Example:
+      >>> tx = gx.scale_by_lion()
+      >>> g = jnp.array([0.5, -2.0, 0.0])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)
+      >>> u
+      Array([ 1., -1.,  0.], dtype=float32)
     """
 
-    b1: Any = 0.9
-    b2: Any = 0.99
-    mu_dtype: Any = static_field(default=None)
+    b1: Scalar = 0.9
+    b2: Scalar = 0.99
+    mu_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_betas("scale_by_lion", self.b1, self.b2, 1.0)
@@ -50,16 +66,34 @@ class scale_by_lion(GradientTransformation):
 
 
 def lion(
-    learning_rate: Any = 1e-4,
-    b1: Any = 0.9,
-    b2: Any = 0.99,
-    weight_decay: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-4,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.99,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
 ):
     """Lion with decoupled weight decay: p <- p - lr_t (sign(b1 m + (1 - b1) g) + wd p).
 
     = chain(scale_by_lion(b1, b2), add_decayed_weights(wd), scale_by_learning_rate(lr)).
     No torch.optim equivalent.
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-4.
+      b1: weight of the momentum in the sign's argument, in [0, 1). Default 0.9 (Chen et
+        al., 2023).
+      b2: decay of the momentum, in [0, 1). Default 0.99 (Chen et al., 2023).
+      weight_decay: decoupled decay coefficient wd >= 0, a number or a schedule.
+        Default 0.
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+
+    Example:
+      >>> tx = gx.lion(learning_rate=0.5, weight_decay=0.5)
+      >>> params = jnp.array([1.0, 4.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([0.25, -3.0]), state, params)
+      >>> updates  # -lr (sign(g) + wd p)
+      Array([-0.75, -0.5 ], dtype=float32)
     """
     return named_chain(
         "lion",

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_hparam
 from .._leafwise import (
@@ -18,6 +19,7 @@ from .._leafwise import (
     zero_count,
 )
 from .._module import static_field
+from .._typing import Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..weight_decay import maybe_weight_decay
@@ -42,14 +44,32 @@ class scale_by_radam(GradientTransformation):
       u = m_hat * r_t * sqrt(1 - b2^t) / (sqrt(v_t) + eps)   (eps on the raw root, as torch);
     else u = m_hat (momentum SGD with bias correction).
     State: ``AdamState`` (nu_max is None).
+
+    Args:
+      b1: decay of the first moment, in [0, 1). Default 0.9 (torch.optim.RAdam).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (torch.optim.RAdam).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (torch.optim.RAdam).
+      threshold: rho_t above which the adaptive step is used, >= 4. Default 5
+        (torch.optim.RAdam; Liu et al., 2020).
+      mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
+      nu_dtype: storage dtype of v (real). Default None: the parameter dtype, at least
+        float32.
+
+    Example:
+      >>> tx = gx.scale_by_radam()
+      >>> g = jnp.array([0.5, -2.0])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)  # rho_1 = 1 <= 5: u = m_hat = g
+      >>> u.round(4)
+      Array([ 0.5, -2. ], dtype=float32)
     """
 
-    b1: Any = 0.9
-    b2: Any = 0.999
-    eps: Any = 1e-8
-    threshold: Any = 5.0
-    mu_dtype: Any = static_field(default=None)
-    nu_dtype: Any = static_field(default=None)
+    b1: Scalar = 0.9
+    b2: Scalar = 0.999
+    eps: Scalar = 1e-8
+    threshold: Scalar = 5.0
+    mu_dtype: DTypeLike | None = static_field(default=None)
+    nu_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_betas("scale_by_radam", self.b1, self.b2, self.eps)
@@ -87,19 +107,40 @@ class scale_by_radam(GradientTransformation):
 
 
 def radam(
-    learning_rate: Any = 1e-3,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    weight_decay: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
     *,
-    threshold: Any = 5.0,
+    threshold: Scalar = 5.0,
 ):
     """RAdam, exactly torch.optim.RAdam (coupled L2 weight decay).
 
     = chain(add_decayed_weights(wd), scale_by_radam(b1, b2, eps, threshold),
             scale_by_learning_rate(lr)).
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
+        (torch.optim.RAdam).
+      b1: decay of the first moment, in [0, 1). Default 0.9 (torch.optim.RAdam).
+      b2: decay of the second moment, in [0, 1). Default 0.999 (torch.optim.RAdam).
+      eps: > 0, added to the root in the denominator. Default 1e-8 (torch.optim.RAdam).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
+        (torch.optim.RAdam).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+      threshold: rho_t above which the adaptive step is used, >= 4. Default 5
+        (torch.optim.RAdam).
+
+    Example:
+      >>> tx = gx.radam(learning_rate=0.5)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([0.5, -2.0]), state, params)
+      >>> updates.round(4)  # the first steps are SGD with momentum: -lr m_hat
+      Array([-0.25,  1.  ], dtype=float32)
     """
     return named_chain(
         "radam",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_hparam, is_active
 from .._leafwise import (
@@ -17,6 +18,7 @@ from .._leafwise import (
     slot_dtype,
 )
 from .._module import static_field
+from .._typing import PyTree, Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..weight_decay import maybe_weight_decay
@@ -26,8 +28,8 @@ __all__ = ["scale_by_rms", "rmsprop"]
 
 
 class RmsState(NamedTuple):
-    nu: Any  # like params, real accumulator_dtype: running mean of |g|^2
-    mu: Any  # like params when centered, else None: running mean of g
+    nu: PyTree  # like params, real accumulator_dtype: running mean of |g|^2
+    mu: PyTree  # like params when centered, else None: running mean of g
 
 
 class scale_by_rms(GradientTransformation):
@@ -36,15 +38,32 @@ class scale_by_rms(GradientTransformation):
     nu_t = decay nu + (1 - decay) |g|^2 (nu_0 = initial_scale);
     centered (Graves, 2013): mu_t = decay mu + (1 - decay) g, var = nu_t - |mu_t|^2,
     else var = nu_t;  u = g / (sqrt(var) + eps), or g / sqrt(var + eps) if ``eps_in_sqrt``.
-    Defaults follow torch: decay (torch ``alpha``) 0.99, eps 1e-8 outside the root.
+
+    Args:
+      decay: decay of nu (torch's ``alpha``), in [0, 1]. Default 0.99 (torch.optim.RMSprop).
+      eps: > 0, added to the denominator. Default 1e-8 (torch.optim.RMSprop).
+      centered: divide by the running variance instead of the second moment (Graves,
+        2013). Default False (torch.optim.RMSprop).
+      eps_in_sqrt: add eps inside the root. Default False (torch.optim.RMSprop).
+      initial_scale: nu_0 >= 0. Default 0 (torch.optim.RMSprop).
+      accumulator_dtype: storage dtype of nu (and mu). Default None: the parameter dtype,
+        at least float32.
+
+    Example:
+      >>> tx = gx.scale_by_rms(decay=0.75)
+      >>> g = jnp.array([2.0, -0.5])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)  # g / sqrt(0.25 g^2)
+      >>> u
+      Array([ 2., -2.], dtype=float32)
     """
 
-    decay: Any = 0.99
-    eps: Any = 1e-8
+    decay: Scalar = 0.99
+    eps: Scalar = 1e-8
     centered: bool = static_field(default=False)
     eps_in_sqrt: bool = static_field(default=False)
-    initial_scale: Any = 0.0
-    accumulator_dtype: Any = static_field(default=None)
+    initial_scale: Scalar = 0.0
+    accumulator_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_hparam("scale_by_rms", "decay", self.decay, low=0, high=1)
@@ -88,13 +107,13 @@ class scale_by_rms(GradientTransformation):
 
 
 def rmsprop(
-    learning_rate: Any = 1e-2,
-    decay: Any = 0.99,
-    eps: Any = 1e-8,
-    momentum: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    decay: Scalar = 0.99,
+    eps: Scalar = 1e-8,
+    momentum: ScalarOrSchedule = 0.0,
     centered: bool = False,
     eps_in_sqrt: bool = False,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
 ):
     """RMSprop, exactly torch.optim.RMSprop (``decay`` is torch's ``alpha``).
@@ -104,6 +123,30 @@ def rmsprop(
     = chain(add_decayed_weights(wd), scale_by_rms(decay, eps, centered, eps_in_sqrt),
             scale_by_momentum(momentum), scale_by_learning_rate(lr)).
     The learning rate sits outside the momentum buffer, as in torch.
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-2
+        (torch.optim.RMSprop).
+      decay: decay of nu (torch's ``alpha``), in [0, 1]. Default 0.99
+        (torch.optim.RMSprop).
+      eps: > 0, added to the denominator. Default 1e-8 (torch.optim.RMSprop).
+      momentum: in [0, 1), a number or a schedule; 0 disables the buffer. Default 0
+        (torch.optim.RMSprop).
+      centered: divide by the running variance (Graves, 2013). Default False
+        (torch.optim.RMSprop).
+      eps_in_sqrt: add eps inside the root. Default False (torch.optim.RMSprop).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
+        (torch.optim.RMSprop).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+
+    Example:
+      >>> tx = gx.rmsprop(learning_rate=0.25, decay=0.75)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([2.0, -0.5]), state, params)
+      >>> updates  # -lr g / sqrt(0.25 g^2)
+      Array([-0.5,  0.5], dtype=float32)
     """
     return named_chain(
         "rmsprop",

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_hparam, is_active
 from .._leafwise import (
@@ -37,6 +38,7 @@ from .._leafwise import (
     zero_count,
 )
 from .._module import static_field
+from .._typing import PyTree, Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..weight_decay import maybe_weight_decay
@@ -45,8 +47,9 @@ __all__ = ["scale_by_momentum", "ema", "sgd", "momentum", "nesterov", "heavy_bal
 
 
 class MomentumState(NamedTuple):
-    count: jax.Array  # int32 scalar: updates so far
-    velocity: Any  # like params, accumulator_dtype (default: at least float32)
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar: updates so far
+    velocity: PyTree  # like params, accumulator_dtype (default: at least float32)
 
 
 class scale_by_momentum(GradientTransformation):
@@ -57,16 +60,29 @@ class scale_by_momentum(GradientTransformation):
     The first step takes u undamped, as torch does.
 
     Args:
-      momentum: mu in [0, 1), number or schedule (default 0.9).
-      dampening: in [0, 1] (default 0, torch's default).
-      nesterov: Nesterov momentum; needs dampening == 0 (as torch).
-      accumulator_dtype: storage dtype of v (default: parameter dtype, at least float32).
+      momentum: mu in [0, 1), a number or a schedule t -> mu. Default 0.9.
+      dampening: damping of new updates, in [0, 1]. Default 0 (torch.optim.SGD).
+      nesterov: output u_t + mu v_t instead of v_t; needs dampening == 0. Default False
+        (torch.optim.SGD).
+      accumulator_dtype: storage dtype of v. Default None: the parameter dtype, at least
+        float32.
+
+    Example:
+      >>> tx = gx.scale_by_momentum(momentum=0.5)
+      >>> g = jnp.array([1.0, -2.0])
+      >>> state = tx.init(g)
+      >>> u, state = tx.update(g, state)
+      >>> u
+      Array([ 1., -2.], dtype=float32)
+      >>> u, state = tx.update(g, state)
+      >>> u
+      Array([ 1.5, -3. ], dtype=float32)
     """
 
-    momentum: Any = 0.9
-    dampening: Any = 0.0
+    momentum: ScalarOrSchedule = 0.9
+    dampening: Scalar = 0.0
     nesterov: bool = static_field(default=False)
-    accumulator_dtype: Any = static_field(default=None)
+    accumulator_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         o = "scale_by_momentum"
@@ -103,8 +119,9 @@ class scale_by_momentum(GradientTransformation):
 
 
 class EmaState(NamedTuple):
-    count: jax.Array  # int32 scalar
-    ema: Any  # like params, accumulator_dtype
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar
+    ema: PyTree  # like params, accumulator_dtype
 
 
 class ema(GradientTransformation):
@@ -112,11 +129,27 @@ class ema(GradientTransformation):
 
     e_t = decay e_{t-1} + (1 - decay) u_t,  e_0 = 0; output e_t / (1 - decay^t) when
     ``debias`` (Adam's first-moment correction), else e_t.
+
+    Args:
+      decay: decay of the average, in [0, 1). Default 0.9.
+      debias: divide by 1 - decay^t (Kingma & Ba, 2015). Default True.
+      accumulator_dtype: storage dtype of e. Default None: the parameter dtype, at least
+        float32.
+
+    Example:
+      >>> tx = gx.ema(decay=0.5)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> u, state = tx.update(jnp.array([1.0]), state)
+      >>> u
+      Array([1.], dtype=float32)
+      >>> u, state = tx.update(jnp.array([4.0]), state)  # (0.25 * 1 + 0.5 * 4) / 0.75
+      >>> u
+      Array([3.], dtype=float32)
     """
 
-    decay: Any = 0.9
+    decay: Scalar = 0.9
     debias: bool = static_field(default=True)
-    accumulator_dtype: Any = static_field(default=None)
+    accumulator_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_hparam("ema", "decay", self.decay, low=0, high=1, high_open=True)
@@ -143,11 +176,11 @@ class ema(GradientTransformation):
 
 
 def sgd(
-    learning_rate: Any = 1e-3,
-    momentum: Any = 0.0,
-    dampening: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: ScalarOrSchedule = 0.0,
+    dampening: Scalar = 0.0,
     nesterov: bool = False,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
 ):
     """Stochastic gradient descent, exactly torch.optim.SGD.
@@ -157,8 +190,33 @@ def sgd(
 
     = chain(add_decayed_weights(wd), scale_by_momentum(mu, dampening, nesterov),
             scale_by_learning_rate(lr)); terms with a zero coefficient are left out.
-    Fed full-batch gradients this is plain gradient descent. ``learning_rate``,
-    ``momentum`` and ``weight_decay`` accept schedules.
+    Fed full-batch gradients this is plain gradient descent.
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
+        (torch.optim.SGD).
+      momentum: mu in [0, 1), a number or a schedule; 0 disables the buffer. Default 0
+        (torch.optim.SGD).
+      dampening: damping of new gradients in the buffer, in [0, 1]. Default 0
+        (torch.optim.SGD).
+      nesterov: Nesterov momentum; needs momentum > 0 and dampening == 0. Default False
+        (torch.optim.SGD).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
+        (torch.optim.SGD).
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+
+    Example:
+      >>> tx = gx.sgd(learning_rate=0.5, momentum=0.5)
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> state = tx.init(params)
+      >>> grads = {"w": jnp.array([1.0, 2.0])}
+      >>> updates, state = tx.update(grads, state, params)
+      >>> updates["w"]
+      Array([-0.5, -1. ], dtype=float32)
+      >>> updates, state = tx.update(grads, state, params)  # v = 0.5 g + g
+      >>> gx.apply_updates(params, updates)["w"]
+      Array([ 0.25, -3.5 ], dtype=float32)
     """
     if nesterov and not is_active(momentum):
         raise ValueError("sgd: nesterov=True requires momentum > 0 (as torch.optim.SGD)")
@@ -171,16 +229,36 @@ def sgd(
 
 
 def momentum(
-    learning_rate: Any = 1e-3,
-    momentum: Any = 0.9,
-    dampening: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: ScalarOrSchedule = 0.9,
+    dampening: Scalar = 0.0,
     nesterov: bool = False,
-    weight_decay: Any = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
 ):
     """SGD with momentum (PyTorch form), default mu = 0.9: ``sgd(..., momentum=0.9)``.
 
     v_t = mu v_{t-1} + g_t,  p <- p - lr_t v_t.
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
+        (torch.optim.SGD).
+      momentum: mu in (0, 1), a number or a schedule. Default 0.9.
+      dampening: damping of new gradients in the buffer, in [0, 1]. Default 0
+        (torch.optim.SGD).
+      nesterov: Nesterov momentum (see ``nesterov``). Default False.
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0.
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+
+    Example:
+      >>> tx = gx.momentum(learning_rate=0.5, momentum=0.5)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(jnp.array([1.0, 2.0]), state, params)
+      >>> updates  # -lr (mu g + g)
+      Array([-0.75, -1.5 ], dtype=float32)
     """
     if not is_active(momentum):
         raise ValueError("momentum: momentum must be > 0; use gx.sgd for plain SGD")
@@ -189,26 +267,55 @@ def momentum(
 
 
 def nesterov(
-    learning_rate: Any = 1e-3,
-    momentum: Any = 0.9,
-    weight_decay: Any = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: ScalarOrSchedule = 0.9,
+    weight_decay: ScalarOrSchedule = 0.0,
     weight_decay_mask: Any = None,
 ):
     """SGD with Nesterov momentum, torch ``SGD(nesterov=True)``.
 
     v_t = mu v_{t-1} + g_t,  p <- p - lr_t (g_t + mu v_t).
+
+    Args:
+      learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
+        (torch.optim.SGD).
+      momentum: mu in (0, 1), a number or a schedule. Default 0.9.
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0.
+      weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
+        (all).
+
+    Example:
+      >>> tx = gx.nesterov(learning_rate=0.5, momentum=0.5)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([1.0, 2.0]), state, params)
+      >>> updates  # -lr (g + mu v), v = g
+      Array([-0.75, -1.5 ], dtype=float32)
     """
     tx = sgd(learning_rate, momentum, 0.0, True, weight_decay, weight_decay_mask)
     return named_chain("nesterov", *tx.transforms)
 
 
-def heavy_ball(learning_rate: Any = 1e-3, momentum: Any = 0.9):
+def heavy_ball(learning_rate: ScalarOrSchedule = 1e-3, momentum: ScalarOrSchedule = 0.9):
     """Polyak's heavy ball, the course's form (seed 003): W <- W - a dJ/dW + b dW.
 
     v_t = b v_{t-1} - a_t g_t,  p_{t+1} = p_t + v_t (dW is the previous step).
     = chain(scale_by_learning_rate(a), scale_by_momentum(b)). Same trajectory as
     ``momentum`` for a constant learning rate; see the module docstring for the
     difference under a schedule.
+
+    Args:
+      learning_rate: step size a, a number or a schedule t -> a. Default 1e-3.
+      momentum: b in [0, 1), a number or a schedule. Default 0.9.
+
+    Example:
+      >>> tx = gx.heavy_ball(learning_rate=0.5, momentum=0.5)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(jnp.array([1.0, 2.0]), state, params)
+      >>> updates  # b (-a g) - a g
+      Array([-0.75, -1.5 ], dtype=float32)
     """
     return named_chain(
         "heavy_ball", scale_by_learning_rate(learning_rate), scale_by_momentum(momentum)

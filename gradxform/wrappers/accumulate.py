@@ -9,10 +9,11 @@ micro-batches.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_int, check_transform
 from .._leafwise import (
@@ -28,6 +29,7 @@ from .._leafwise import (
     zeros_like_updates,
 )
 from .._module import static_field
+from .._typing import OptState, PyTree
 from ..base import GradientTransformation
 from .conditional import cond_update
 
@@ -36,9 +38,11 @@ __all__ = ["accumulate", "AccumulateState"]
 
 class AccumulateState(NamedTuple):
     micro_step: jax.Array  # int32 in [0, every_k): micro-batches summed in `accumulator`
-    count: jax.Array  # int32: optimizer steps taken, i.e. times `inner` ran
-    accumulator: Any  # like params, accumulator_dtype: sum of this cycle's updates
-    inner_state: Any  # the wrapped transform's state; changes on optimizer steps only
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    # int32: optimizer steps taken, i.e. times `inner` ran
+    count: jax.Array  # type: ignore[assignment]
+    accumulator: PyTree  # like params, accumulator_dtype: sum of this cycle's updates
+    inner_state: OptState  # the wrapped transform's state; changes on optimizer steps only
 
     def _metrics(self):
         return {"micro_step": self.micro_step, "optimizer_step": self.count}
@@ -58,25 +62,36 @@ class accumulate(GradientTransformation):
     ``inner`` on batches of k*b (up to float rounding). ``average=False`` is right for a
     *sum* loss.
 
+    Memory: one accumulator like params, on top of ``inner``'s state.
+    Put ``apply_if_finite`` *outside* (``apply_if_finite(accumulate(...), n)``) to drop
+    single bad micro-batches; inside, a bad micro-batch skips the whole optimizer step.
+
     Args:
       inner: the optimizer (e.g. ``adam(schedule)``); ``params`` passed on the k-th call
         are the ones the micro-batch gradients were taken at (the zero updates before
         leave them unchanged). Extra keyword arguments (e.g. ``value``) reach ``inner``
         from the k-th call only.
-      every_k: micro-batches per optimizer step, an integer >= 1.
-      average: divide the sum by ``every_k`` (default True).
-      accumulator_dtype: storage dtype of the accumulator (default: the parameter dtype,
-        at least float32, so bfloat16 gradients are summed in float32).
+      every_k: micro-batches per optimizer step, an integer >= 1. No default.
+      average: divide the sum by ``every_k``. Default True.
+      accumulator_dtype: storage dtype of the accumulator. Default None: the parameter
+        dtype, at least float32 (so bfloat16 gradients are summed in float32).
 
-    Memory: one accumulator like params, on top of ``inner``'s state.
-    Put ``apply_if_finite`` *outside* (``apply_if_finite(accumulate(...), n)``) to drop
-    single bad micro-batches; inside, a bad micro-batch skips the whole optimizer step.
+    Example:
+      >>> tx = gx.accumulate(gx.sgd(learning_rate=0.5), every_k=2)
+      >>> params = jnp.array([1.0, 2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([1.0, 2.0]), state, params)
+      >>> updates
+      Array([0., 0.], dtype=float32)
+      >>> updates, state = tx.update(jnp.array([3.0, 0.0]), state, params)
+      >>> updates  # -lr * mean of the two gradients
+      Array([-1. , -0.5], dtype=float32)
     """
 
     inner: GradientTransformation
-    every_k: Any
+    every_k: int
     average: bool = static_field(default=True)
-    accumulator_dtype: Any = static_field(default=None)
+    accumulator_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_transform("accumulate", "inner", self.inner)

@@ -32,6 +32,7 @@ from .._leafwise import (
     zeros_like_updates,
 )
 from .._module import static_field
+from .._typing import OptState
 from ..base import GradientTransformation
 
 __all__ = [
@@ -104,7 +105,7 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 class ApplyIfFiniteState(NamedTuple):
-    inner_state: Any  # the wrapped transform's state; unchanged on a skipped step
+    inner_state: OptState  # the wrapped transform's state; unchanged on a skipped step
     consecutive_errors: jax.Array  # int32: non-finite updates in a row (0 after a finite one)
     total_errors: jax.Array  # int32: non-finite updates received in all
     last_finite: jax.Array  # bool: whether the latest updates were all finite
@@ -144,10 +145,27 @@ class apply_if_finite(GradientTransformation):
 
     Only the updates entering this wrapper are checked; wrap the whole optimizer,
     ``apply_if_finite(adam(...), 5)``, so that a NaN gradient never reaches the moments.
+
+    Args:
+      inner: the wrapped transform.
+      max_consecutive_errors: an integer >= 0, the errors in a row tolerated before
+        ``on_limit`` applies. No default.
+      on_limit: ``"apply"`` or ``"raise"`` (see above). Default ``"apply"`` (Optax).
+
+    Example:
+      >>> tx = gx.apply_if_finite(gx.sgd(learning_rate=0.5), max_consecutive_errors=3)
+      >>> params = jnp.array([1.0, 2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([1.0, jnp.nan]), state, params)
+      >>> updates, int(state.total_errors)
+      (Array([0., 0.], dtype=float32), 1)
+      >>> updates, state = tx.update(jnp.array([1.0, 1.0]), state, params)
+      >>> updates, int(state.consecutive_errors)
+      (Array([-0.5, -0.5], dtype=float32), 0)
     """
 
     inner: GradientTransformation
-    max_consecutive_errors: Any
+    max_consecutive_errors: int
     on_limit: str = static_field(default="apply")
 
     def __post_init__(self):
@@ -203,8 +221,10 @@ class apply_if_finite(GradientTransformation):
 
 
 class ConditionallyTransformState(NamedTuple):
-    count: jax.Array  # int32: updates received so far (the predicate's input)
-    inner_state: Any  # the wrapped transform's state; unchanged on steps it does not run
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    # int32: updates received so far (the predicate's input)
+    count: jax.Array  # type: ignore[assignment]
+    inner_state: OptState  # the wrapped transform's state; unchanged on steps it does not run
 
 
 class conditionally_transform(GradientTransformation):
@@ -218,8 +238,22 @@ class conditionally_transform(GradientTransformation):
     ``conditionally_mask``). ``inner`` thus sees only the steps it runs on: its own
     counters and schedules advance once per applied step.
 
-    Example: ``conditionally_transform(clip(1.0), lambda t: t < 100)`` clips during the
-    first 100 steps only.
+    Args:
+      inner: the wrapped transform.
+      should_transform_fn: a callable count -> scalar bool (static: compared by
+        identity). No default.
+      otherwise: what skipped steps emit: ``"identity"`` (the incoming updates) or
+        ``"zero"``. Default ``"identity"``.
+
+    Example:
+      >>> tx = gx.conditionally_transform(gx.clip(1.0), lambda t: t < 1)  # first step
+      >>> state = tx.init(jnp.zeros(2))
+      >>> updates, state = tx.update(jnp.array([3.0, -0.5]), state)
+      >>> updates
+      Array([ 1. , -0.5], dtype=float32)
+      >>> updates, state = tx.update(jnp.array([3.0, -0.5]), state)
+      >>> updates
+      Array([ 3. , -0.5], dtype=float32)
     """
 
     inner: GradientTransformation

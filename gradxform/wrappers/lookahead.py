@@ -15,10 +15,11 @@ evaluate there, or use ``state.slow_params``, which is what the paper reports.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._checks import check_hparam, check_int, check_params, check_transform, need_params
 from .._leafwise import (
@@ -33,15 +34,18 @@ from .._leafwise import (
     zero_count,
 )
 from .._module import static_field
+from .._typing import OptState, Params, Scalar
 from ..base import GradientTransformation
 
 __all__ = ["lookahead", "LookaheadState"]
 
 
 class LookaheadState(NamedTuple):
-    count: jax.Array  # int32: fast steps taken; a sync happens when it reaches k, 2k, ...
-    slow_params: Any  # like params, slow_dtype: the slow weights phi (params at init)
-    inner_state: Any  # the fast optimizer's state (not reset at a sync)
+    # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
+    # int32: fast steps taken; a sync happens when it reaches k, 2k, ...
+    count: jax.Array  # type: ignore[assignment]
+    slow_params: Params  # like params, slow_dtype: the slow weights phi (params at init)
+    inner_state: OptState  # the fast optimizer's state (not reset at a sync)
 
 
 class lookahead(GradientTransformation):
@@ -51,20 +55,33 @@ class lookahead(GradientTransformation):
     phi <- phi + alpha (theta' - phi) and the emitted update is phi - theta (params become
     phi); otherwise the emitted update is u itself.
 
+    Needs ``params``. The slow weights are initialized to the params given to ``init``.
+
     Args:
       inner: the fast optimizer (it sees the fast params).
-      sync_period: k >= 1, fast steps per slow update (paper: 5 or 10).
-      alpha: slow step size in (0, 1] (paper: 0.5 or 0.8). alpha = 1 is ``inner`` alone.
-      slow_dtype: storage dtype of the slow weights (default: the parameter dtype, at
-        least float32, so bfloat16 parameters keep float32 slow weights).
+      sync_period: k, an integer >= 1: fast steps per slow update. Default 5 (Zhang et
+        al., 2019, who use 5 or 10).
+      alpha: slow step size in (0, 1]; alpha = 1 is ``inner`` alone. Default 0.5 (Zhang
+        et al., 2019, who use 0.5 or 0.8).
+      slow_dtype: storage dtype of the slow weights. Default None: the parameter dtype,
+        at least float32 (so bfloat16 parameters keep float32 slow weights).
 
-    Needs ``params``. The slow weights are initialized to the params given to ``init``.
+    Example:
+      >>> tx = gx.lookahead(gx.sgd(learning_rate=1.0), sync_period=2, alpha=0.5)
+      >>> params = jnp.array([0.0])
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(jnp.array([-1.0]), state, params)
+      ...     params = gx.apply_updates(params, updates)
+      ...     print(params, state.slow_params)
+      [1.] [0.]
+      [1.] [1.]
     """
 
     inner: GradientTransformation
-    sync_period: Any = 5
-    alpha: Any = 0.5
-    slow_dtype: Any = static_field(default=None)
+    sync_period: int = 5
+    alpha: Scalar = 0.5
+    slow_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):
         check_transform("lookahead", "inner", self.inner)

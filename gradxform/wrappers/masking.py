@@ -36,7 +36,7 @@ from .._checks import (
     is_param,
 )
 from .._module import static_field
-from .._typing import PyTree
+from .._typing import OptState, PyTree, TreeDef
 from ..base import GradientTransformation
 from .selectors import Inverted, as_selector, resolve_selector
 
@@ -57,6 +57,7 @@ def _select(tree: PyTree | None, keep: list[bool]) -> PyTree | None:
     """``tree`` with the leaves not kept replaced by None."""
     if tree is None:
         return None
+    treedef: TreeDef
     leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=is_none)
     return treedef.unflatten([x if k else None for x, k in zip(leaves, keep)])
 
@@ -65,7 +66,8 @@ def _inner_leaves(owner: str, sent: PyTree, received: PyTree) -> list[Any]:
     check_tree_structure(
         sent, received, names=(f"{owner} inner input", f"{owner} inner output"), allow_none=True
     )
-    return jax.tree_util.tree_structure(sent, is_leaf=is_none).flatten_up_to(received)
+    treedef: TreeDef = jax.tree_util.tree_structure(sent, is_leaf=is_none)
+    return treedef.flatten_up_to(received)
 
 
 def _zeros(u: Any) -> Any:
@@ -81,6 +83,7 @@ def _masked_update(owner, inner, mask, updates, state, params, extra, *, zero_re
         sub_updates, state.inner_state, _select(params, sel), **extra
     )
     new_leaves = _inner_leaves(owner, sub_updates, new_sub)
+    treedef: TreeDef
     leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
     rest = _zeros if zero_rest else (lambda u: u)
     out = [n if s else rest(u) for u, n, s in zip(leaves, new_leaves, sel)]
@@ -94,7 +97,7 @@ def _masked_update(owner, inner, mask, updates, state, params, extra, *, zero_re
 class MaskedState(NamedTuple):
     """State of ``masked`` and ``freeze``: the inner state, with slots for selected leaves only."""
 
-    inner_state: Any
+    inner_state: OptState
 
 
 class masked(GradientTransformation):
@@ -109,6 +112,18 @@ class masked(GradientTransformation):
     ``chain(masked(scale_by_adam(), mask), scale_by_learning_rate(lr))`` gives unselected
     leaves a plain SGD step; ``masked(adam(lr), mask)`` leaves them with their raw gradient
     (usually you want ``partition`` or ``freeze`` for the rest).
+
+    Args:
+      inner: the transform run on the selected leaves.
+      mask: the selector of those leaves (a tree of bools, ``gx.where``, a pattern
+        string or ``gx.match``). No default.
+
+    Example:
+      >>> tx = gx.masked(gx.scale(-0.5), "*/w")
+      >>> params = {"dense": {"w": jnp.array([1.0]), "b": jnp.array([1.0])}}
+      >>> updates, state = tx.update(params, tx.init(params), params)
+      >>> updates
+      {'dense': {'b': Array([1.], dtype=float32), 'w': Array([-0.5], dtype=float32)}}
     """
 
     inner: GradientTransformation
@@ -137,6 +152,20 @@ class freeze(GradientTransformation):
     outermost (a transform after it that adds to the update, e.g. weight decay, would move
     frozen parameters again). Equivalent to
     ``partition({"train": inner, "frozen": set_to_zero()}, labels)``.
+
+    Args:
+      inner: the transform run on the parameters that are not frozen.
+      selector: the frozen parameters (a tree of bools, ``gx.where``, a pattern string or
+        ``gx.match``). Required (the None default only gives a clear error).
+
+    Example:
+      >>> tx = gx.freeze(gx.adamw(learning_rate=0.5, weight_decay=0.5), "encoder/**")
+      >>> params = {"encoder": jnp.array([1.0]), "head": jnp.array([2.0])}
+      >>> state = tx.init(params)
+      >>> grads = {"encoder": jnp.array([1.0]), "head": jnp.array([1.0])}
+      >>> updates, state = tx.update(grads, state, params)
+      >>> updates["encoder"], updates["head"].round(4)
+      (Array([0.], dtype=float32), Array([-1.], dtype=float32))
     """
 
     inner: GradientTransformation
@@ -178,7 +207,7 @@ class freeze(GradientTransformation):
 class PartitionState(NamedTuple):
     """State of ``partition``: ``inner_state[label]`` is the state of that label's transform."""
 
-    inner_state: dict[str, Any]
+    inner_state: dict[str, OptState]
 
 
 class partition(GradientTransformation):
@@ -189,6 +218,23 @@ class partition(GradientTransformation):
     prefix of) the params, ``gx.where(lambda path, leaf: label)``, or
     ``gx.match({pattern: label, ...}, default=...)``. Every parameter must get exactly one
     label, every label must have a transform and every transform must get a parameter.
+
+    Args:
+      transforms: a non-empty dict {label: transform}.
+      labels: the label of each parameter (a tree of label strings, ``gx.where`` or
+        ``gx.match``). No default.
+
+    Example:
+      >>> tx = gx.partition(
+      ...     {"fast": gx.sgd(learning_rate=1.0), "slow": gx.sgd(learning_rate=0.25)},
+      ...     {"w": "fast", "b": "slow"},
+      ... )
+      >>> params = {"w": jnp.array([1.0]), "b": jnp.array([1.0])}
+      >>> updates, state = tx.update(params, tx.init(params), params)
+      >>> updates
+      {'b': Array([-0.25], dtype=float32), 'w': Array([-1.], dtype=float32)}
+      >>> sorted(state.inner_state)
+      ['fast', 'slow']
     """
 
     transforms: dict
@@ -243,6 +289,7 @@ class partition(GradientTransformation):
                 f"partition.update: state does not belong to this partition: expected a "
                 f"PartitionState with labels {sorted(self.transforms)}, got {got}"
             )
+        treedef: TreeDef
         leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
         out = list(leaves)
         new_states = {}

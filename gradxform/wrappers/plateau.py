@@ -7,13 +7,14 @@ is the factor that follows a fixed schedule instead).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from .._checks import check_hparam, check_int
 from .._leafwise import scalar_dtype, zero_count
+from .._typing import Scalar
 from ..base import GradientTransformation
 from ..tree import tree_scale
 
@@ -52,17 +53,36 @@ class reduce_on_plateau(GradientTransformation):
     the step taken from p. torch's ``eps`` (skip reductions smaller than 1e-8) is left
     out: a reduction can only be a no-op at ``min_scale``. NaN values never improve.
 
-    Args: factor in (0, 1); patience, cooldown: integers >= 0; rtol, atol >= 0;
-    min_scale in [0, 1]; accumulation_size: integer >= 1 (calls averaged per evaluation).
+    Args:
+      factor: multiplier of the scale at a reduction, in (0, 1). Default 0.1
+        (torch ReduceLROnPlateau).
+      patience: evaluations without improvement tolerated, an integer >= 0. Default 10
+        (torch ReduceLROnPlateau).
+      rtol: relative improvement threshold, >= 0. Default 1e-4 (torch's ``threshold``).
+      atol: absolute improvement threshold, >= 0. Default 0.
+      cooldown: evaluations after a reduction during which none is counted, an integer
+        >= 0. Default 0 (torch ReduceLROnPlateau).
+      min_scale: lower bound of the scale, in [0, 1]. Default 0 (torch's ``min_lr``).
+      accumulation_size: calls averaged per evaluation, an integer >= 1. Default 1.
+
+    Example:
+      >>> tx = gx.reduce_on_plateau(factor=0.5, patience=0)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> for loss in [1.0, 1.0, 0.5]:
+      ...     updates, state = tx.update(jnp.array([1.0]), state, value=loss)
+      ...     print(updates, state.scale)
+      [1.] 1.0
+      [0.5] 0.5
+      [0.5] 0.5
     """
 
-    factor: Any = 0.1
-    patience: Any = 10
-    rtol: Any = 1e-4
-    atol: Any = 0.0
-    cooldown: Any = 0
-    min_scale: Any = 0.0
-    accumulation_size: Any = 1
+    factor: Scalar = 0.1
+    patience: int = 10
+    rtol: Scalar = 1e-4
+    atol: Scalar = 0.0
+    cooldown: int = 0
+    min_scale: Scalar = 0.0
+    accumulation_size: int = 1
 
     def __post_init__(self):
         o = "reduce_on_plateau"

@@ -49,7 +49,18 @@ class project(GradientTransformation):
     in a chain. Elements that ``fn`` leaves unchanged keep their update exactly; changed
     ones get fn(p + u) - p, so ``apply_updates`` lands on fn(p + u) up to one rounding
     (exactly when the projected value is 0). Leaves whose update is ``None`` are frozen
-    and not projected. ``fn`` is static structure (compared by identity).
+    and not projected.
+
+    Args:
+      fn: the projection, params -> params; static structure (compared by identity).
+        No default.
+
+    Example:
+      >>> tx = gx.project(lambda x: jnp.clip(x, 0.0, 1.0))
+      >>> params = jnp.array([0.5, 0.5])
+      >>> updates, state = tx.update(jnp.array([1.0, -0.25]), tx.init(params), params)
+      >>> gx.apply_updates(params, updates)
+      Array([1.  , 0.25], dtype=float32)
     """
 
     fn: Callable
@@ -89,6 +100,13 @@ class keep_params_nonnegative(GradientTransformation):
 
     Elsewhere updates pass through unchanged. Needs ``params``; place it last in a
     chain. (Parameters are assumed >= 0 to begin with.) Complex parameters are an error.
+
+    Example:
+      >>> tx = gx.chain(gx.sgd(learning_rate=1.0), gx.keep_params_nonnegative())
+      >>> params = jnp.array([1.0, 0.5])
+      >>> updates, state = tx.update(jnp.array([2.0, 0.25]), tx.init(params), params)
+      >>> updates, gx.apply_updates(params, updates)
+      (Array([-1.  , -0.25], dtype=float32), Array([0.  , 0.25], dtype=float32))
     """
 
     def init(self, params):

@@ -69,7 +69,7 @@ import numpy as np
 
 from .._checks import describe, is_none, is_param
 from .._module import StaticTree
-from .._typing import PyTree
+from .._typing import PyTree, TreeDef
 from ..base import GradientTransformation
 
 __all__ = ["where", "match", "as_selector", "resolve_selector", "Inverted"]
@@ -105,7 +105,7 @@ def _list_paths(paths: list[str]) -> str:
     return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
-def _flatten(tree: PyTree) -> tuple[list[tuple[tuple, Any]], Any]:
+def _flatten(tree: PyTree) -> tuple[list[tuple[tuple, Any]], TreeDef]:
     """(plain-key path, leaf) pairs with ``None`` as a leaf, and the treedef."""
     pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)
     return [(tuple(_key_value(e) for e in p), x) for p, x in pairs], treedef
@@ -114,7 +114,7 @@ def _flatten(tree: PyTree) -> tuple[list[tuple[tuple, Any]], Any]:
 def _is_tree_leaf(x: Any) -> bool:
     # An empty container ({}, [], ()) is a node with no leaves, not a leaf: as a selector
     # subtree it must match an empty params subtree, not label everything below it.
-    treedef = jax.tree_util.tree_structure(x)
+    treedef: TreeDef = jax.tree_util.tree_structure(x)
     return treedef.num_nodes == 1 and treedef.num_leaves == 1
 
 
@@ -135,11 +135,23 @@ class where:
     indices as ints); ``leaf`` is an optimized leaf (an array; a Python-float parameter
     comes as a ``ShapeDtypeStruct`` of shape ()). Compared and hashed by the identity of
     ``fn``. Usable as a decorator.
+
+    Args:
+      fn: a callable (path, leaf) -> bool or label. No default.
+
+    Example:
+      >>> is_matrix = gx.where(lambda path, leaf: leaf.ndim == 2)
+      >>> tx = gx.freeze(gx.sgd(learning_rate=1.0), is_matrix)
+      >>> params = {"w": jnp.ones((1, 2)), "b": jnp.ones(2)}
+      >>> updates, _ = tx.update(params, tx.init(params), params)
+      >>> updates
+      {'b': Array([-1., -1.], dtype=float32), 'w': Array([[0., 0.]], dtype=float32)}
     """
 
     __slots__ = ("fn",)
+    fn: Callable[[tuple, Any], Any]
 
-    def __init__(self, fn: Callable[[tuple, Any], Any]):
+    def __init__(self, fn: Callable[[tuple, Any], Any] | where):
         if isinstance(fn, where):
             fn = fn.fn
         if not callable(fn):
@@ -212,9 +224,23 @@ class match:
     label of leaves no pattern matches (for a mask: ``False``; for ``partition``: none, and
     an unlabelled parameter is an error). Several patterns may match a leaf only if they
     give it the same label.
+
+    Args:
+      *patterns: pattern strings (label True) and dicts {pattern: label}.
+      default: the label of the leaves no pattern matches. Default None.
+
+    Example:
+      >>> labels = gx.match({"encoder/**": "frozen"}, default="train")
+      >>> tx = gx.partition({"frozen": gx.set_to_zero(), "train": gx.sgd(1.0)}, labels)
+      >>> params = {"encoder": {"w": jnp.array([1.0])}, "head": jnp.array([2.0])}
+      >>> updates, _ = tx.update(params, tx.init(params), params)
+      >>> updates
+      {'encoder': {'w': Array([0.], dtype=float32)}, 'head': Array([-2.], dtype=float32)}
     """
 
     __slots__ = ("rules", "default")
+    rules: tuple[tuple[_Pattern, Any], ...]
+    default: Any
 
     def __init__(self, *patterns: str | Mapping[str, Any], default: Any = None):
         if not patterns:
