@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmark this checkout
-import gradxform as gx  # noqa: E402
+import gradxform as gx  # the checkout, when installed in editable mode (pip install -e)
 
 try:
     import optax

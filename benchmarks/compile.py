@@ -22,13 +22,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import RESULTS, jax_optimizer, machine_info, md_table, optax  # noqa: E402
+# Run as a script (python benchmarks/compile.py): its folder is on sys.path, bench.py too.
+from bench import RESULTS, jax_optimizer, machine_info, md_table, optax
 
 LEAF_SIZE = 3_200
 

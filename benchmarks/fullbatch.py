@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fullbatch.py [--repeats 5] [--quick]
 
-Per problem of the classic set (``tests/fullbatch_problems.py``, with the 10,000 x 100
+Per problem of the classic set (``gradxform.problems.problems()``, with the 10,000 x 100
 logistic regression) it runs
 - ``gx.minimize(fun, x0, gx.lbfgs())`` called directly, and again inside a jitted
   function shaped like the Optax loop (row "gx lbfgs in jit"), and
@@ -25,7 +25,6 @@ import argparse
 import os
 import pathlib
 import platform
-import sys
 import time
 
 # SciPy's BLAS single-threaded: on a 2-core machine its threads otherwise fight XLA's
@@ -43,13 +42,10 @@ import optax  # noqa: E402
 import scipy  # noqa: E402
 import scipy.optimize  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fullbatch_problems import problems  # noqa: E402
-
 import gradxform as gx  # noqa: E402
+from gradxform.problems import problems  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 TOL = 1e-5
 FTOL = 2.220446049250313e-09

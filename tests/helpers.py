@@ -1,86 +1,477 @@
-"""Known-minimum test problems shared by the test modules.
+"""Shared by the test modules: the optimizer registry and a few small utilities.
 
-Each problem is ``(loss_fn, x0, x_star)`` over a small dict pytree, so optimizers are
-exercised on trees, not just single arrays.
+The registry has two tables, both checked against what ``gradxform.optimizers`` exports
+(``test_optimizers.py::test_every_exported_optimizer_has_a_registry_entry``):
+
+- ``OPTIMIZERS``: one ``OptimizerCase`` per named optimizer (``gx.adam``, ``gx.sgd``, ...):
+  how tests construct it, which rule it chains and the per-parameter slots of that rule's
+  state, its references (NumPy and the recorded torch.optim trajectories), and its
+  convergence knobs. ``test_optimizers.py`` (convergence, jit == eager, dtypes, sharding,
+  state layout, ...) and ``test_primitives.py`` (first steps against NumPy) read it.
+- ``PRIMITIVES``: one ``PrimitiveCase`` per per-coordinate rule (``gx.scale_by_adam``,
+  ``gx.ema``, ...): its state's fields and the configurations checked step by step
+  against NumPy (``test_primitives.py``: first steps and state layout).
+
+The known-minimum problems live in ``gradxform.problems``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from references import (
+    ref_adadelta,
+    ref_adam,
+    ref_adamax,
+    ref_ema,
+    ref_lion,
+    ref_momentum,
+    ref_nadam,
+    ref_radam,
+    ref_rms,
+    ref_rss,
+    ref_sgd,
+)
 
-QUAD_D = np.array([1.0, 2.0, 4.0, 7.0, 10.0])  # curvatures: condition number 10
-QUAD_XSTAR = np.array([1.0, -2.0, 0.5, 3.0, -1.0])
+import gradxform as gx
+
+TORCH_TRAJECTORIES = pathlib.Path(__file__).parent / "reference" / "torch_trajectories.json"
+
+# --------------------------------------------------------------------------------------
+# Per-coordinate rules (scale_by_*): state layout and NumPy references
 
 
-def quadratic(dtype=jnp.float32):
-    """f(x) = 0.5 sum_i d_i (x_i - x*_i)^2 split over two leaves; minimum 0 at x*."""
+@dataclass(frozen=True)
+class Reference:
+    """One configuration of a rule, checked step by step against a NumPy reference."""
 
-    def loss(p):
-        x = jnp.concatenate([p["a"], p["b"]]).astype(jnp.float32)
-        return 0.5 * jnp.sum(
-            jnp.asarray(QUAD_D, jnp.float32) * (x - QUAD_XSTAR.astype(np.float32)) ** 2
+    id: str  # the test id
+    make: Callable[[], Any]  # () -> the configured transform
+    numpy: Callable  # one leaf's grads per step -> [{"u": update, slot: value} per step]
+    slots: tuple[str, ...]  # state fields holding a params-like tree in this configuration
+
+
+@dataclass(frozen=True)
+class PrimitiveCase:
+    """A per-coordinate rule exported by ``gradxform.optimizers``."""
+
+    name: str  # gx.<name>
+    state_fields: tuple[str, ...]  # its state NamedTuple's fields, in order
+    references: tuple[Reference, ...]  # at least one
+
+
+def _primitives(*cases: PrimitiveCase) -> dict[str, PrimitiveCase]:
+    return {c.name: c for c in cases}
+
+
+R = Reference
+PRIMITIVES = _primitives(
+    PrimitiveCase(
+        "scale_by_momentum",
+        ("count", "velocity"),
+        (
+            R(
+                "momentum",
+                lambda: gx.scale_by_momentum(0.9),
+                partial(ref_momentum, mu=0.9),
+                ("velocity",),
+            ),
+            R(
+                "momentum-dampening",
+                lambda: gx.scale_by_momentum(0.9, dampening=0.3),
+                partial(ref_momentum, mu=0.9, dampening=0.3),
+                ("velocity",),
+            ),
+            R(
+                "momentum-nesterov",
+                lambda: gx.scale_by_momentum(0.5, nesterov=True),
+                partial(ref_momentum, mu=0.5, nesterov=True),
+                ("velocity",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "ema",
+        ("count", "ema"),
+        (
+            R(
+                "ema-debias",
+                lambda: gx.ema(0.8),
+                partial(ref_ema, decay=0.8, debias=True),
+                ("ema",),
+            ),
+            R(
+                "ema-no-debias",
+                lambda: gx.ema(0.8, debias=False),
+                partial(ref_ema, decay=0.8, debias=False),
+                ("ema",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_rss",
+        ("sum_of_squares",),
+        (
+            R("rss-default", lambda: gx.scale_by_rss(), ref_rss, ("sum_of_squares",)),
+            R(
+                "rss-init",
+                lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3),
+                partial(ref_rss, s0=0.1, eps=1e-3),
+                ("sum_of_squares",),
+            ),
+            R(
+                "rss-init-eps-in-sqrt",
+                lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3, eps_in_sqrt=True),
+                partial(ref_rss, s0=0.1, eps=1e-3, eps_in_sqrt=True),
+                ("sum_of_squares",),
+            ),
+            R(
+                "rss-eps-in-sqrt",
+                lambda: gx.scale_by_rss(eps=1e-3, eps_in_sqrt=True),
+                partial(ref_rss, eps=1e-3, eps_in_sqrt=True),
+                ("sum_of_squares",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_rms",
+        ("nu", "mu"),
+        (
+            R(
+                "rms-plain",
+                lambda: gx.scale_by_rms(0.9),
+                partial(ref_rms, decay=0.9, eps=1e-8),
+                ("nu",),
+            ),
+            R(
+                "rms-centered",
+                lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True),
+                partial(ref_rms, decay=0.9, eps=1e-3, centered=True),
+                ("nu", "mu"),
+            ),
+            R(
+                "rms-eps-in-sqrt",
+                lambda: gx.scale_by_rms(0.9, eps=1e-3, eps_in_sqrt=True),
+                partial(ref_rms, decay=0.9, eps=1e-3, eps_in_sqrt=True),
+                ("nu",),
+            ),
+            R(
+                "rms-centered-eps-in-sqrt",
+                lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
+                partial(ref_rms, decay=0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
+                ("nu", "mu"),
+            ),
+            R(
+                "rms-initial-scale",
+                lambda: gx.scale_by_rms(0.9, initial_scale=0.5),
+                partial(ref_rms, decay=0.9, eps=1e-8, nu0=0.5),
+                ("nu",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_adadelta",
+        ("sq_avg", "delta_avg"),
+        (
+            R(
+                "adadelta-default",
+                lambda: gx.scale_by_adadelta(),
+                partial(ref_adadelta, rho=0.9, eps=1e-6),
+                ("sq_avg", "delta_avg"),
+            ),
+            R(
+                "adadelta-rho0.5",
+                lambda: gx.scale_by_adadelta(0.5, 1e-3),
+                partial(ref_adadelta, rho=0.5, eps=1e-3),
+                ("sq_avg", "delta_avg"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_adam",
+        ("count", "mu", "nu", "nu_max"),
+        (
+            R("adam", lambda: gx.scale_by_adam(), ref_adam, ("mu", "nu")),
+            R(
+                "adam-no-bias-correction",
+                lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False),
+                partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False),
+                ("mu", "nu"),
+            ),
+            R(
+                "adam-amsgrad",
+                lambda: gx.scale_by_adam(0.9, 0.5, amsgrad=True),
+                partial(ref_adam, b2=0.5, amsgrad=True),
+                ("mu", "nu", "nu_max"),
+            ),
+            R(
+                "adam-nesterov",
+                lambda: gx.scale_by_adam(nesterov=True),
+                partial(ref_adam, nesterov=True),
+                ("mu", "nu"),
+            ),
+            R(
+                "adam-nesterov-no-bias-correction",
+                lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False, nesterov=True),
+                partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False, nesterov=True),
+                ("mu", "nu"),
+            ),
+            R(
+                "adam-eps-root",
+                lambda: gx.scale_by_adam(eps_root=1e-3),
+                partial(ref_adam, eps_root=1e-3),
+                ("mu", "nu"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_nadam",
+        ("count", "mu_product", "mu", "nu"),
+        (
+            R("nadam", lambda: gx.scale_by_nadam(), ref_nadam, ("mu", "nu")),
+            R(
+                "nadam-psi0.5",
+                lambda: gx.scale_by_nadam(0.8, 0.9, 1e-6, momentum_decay=0.5),
+                partial(ref_nadam, b1=0.8, b2=0.9, eps=1e-6, psi=0.5),
+                ("mu", "nu"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_radam",
+        ("count", "mu", "nu", "nu_max"),
+        # 3 steps: never rectified at b2=0.999 (test_radam_both_branches runs both).
+        (R("radam-3-steps", lambda: gx.scale_by_radam(), ref_radam, ("mu", "nu")),),
+    ),
+    PrimitiveCase(
+        "scale_by_adamax",
+        ("count", "mu", "nu"),
+        (
+            R("adamax", lambda: gx.scale_by_adamax(), ref_adamax, ("mu", "nu")),
+            R(
+                "adamax-b2-0.5",
+                lambda: gx.scale_by_adamax(0.8, 0.5, 1e-3),
+                partial(ref_adamax, b1=0.8, b2=0.5, eps=1e-3),
+                ("mu", "nu"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_lion",
+        ("mu",),
+        (
+            R("lion", lambda: gx.scale_by_lion(), ref_lion, ("mu",)),
+            R(
+                "lion-b1-0.5",
+                lambda: gx.scale_by_lion(0.5, 0.9),
+                partial(ref_lion, b1=0.5, b2=0.9),
+                ("mu",),
+            ),
+        ),
+    ),
+)
+del R
+
+# --------------------------------------------------------------------------------------
+# Named optimizers
+
+
+@dataclass(frozen=True)
+class OptimizerCase:
+    """A named optimizer exported by ``gradxform.optimizers``: what the tests need."""
+
+    name: str  # gx.<name>, the constructor
+    quad: dict  # kwargs converging on problems.bowl_tree in 2,000 steps; the default config
+    rosen: dict  # kwargs converging on problems.rosenbrock_tree in 20,000 steps
+    primitive: str | None  # the PRIMITIVES rule it chains (its state is state[primitive])
+    slots: tuple[str, ...]  # fields of that state holding a params-like tree, for `quad`
+    # NumPy direction at the `quad` hyperparameters (the update is -learning_rate times
+    # its "u"); None only where torch_cases cover the optimizer.
+    reference: Callable | None
+    torch_cases: tuple[str, ...] = ()  # its cases in reference/torch_trajectories.json
+    rosen_tol: float = 1e-3  # max |x - x*| after the Rosenbrock run
+    complex_tol: float = 2e-3  # max |z - c| after 3,000 steps on a complex quadratic
+
+    def make(self, which: str = "quad", **overrides):
+        """The optimizer with the `quad` (or `rosen`) kwargs, updated by ``overrides``."""
+        return getattr(gx, self.name)(**{**getattr(self, which), **overrides})
+
+
+def _optimizers(*cases: OptimizerCase) -> dict[str, OptimizerCase]:
+    return {c.name: c for c in cases}
+
+
+_MOMENTUM = partial(ref_momentum, mu=0.9)
+OPTIMIZERS = _optimizers(
+    OptimizerCase(
+        "sgd",
+        quad=dict(learning_rate=0.15),
+        rosen=dict(learning_rate=1e-3),
+        primitive=None,  # momentum=0: learning rate only, no per-parameter state
+        slots=(),
+        reference=ref_sgd,
+        torch_cases=(
+            "sgd_plain",
+            "sgd_momentum",
+            "sgd_momentum_dampening",
+            "sgd_nesterov",
+            "sgd_momentum_wd",
+        ),
+    ),
+    OptimizerCase(
+        "momentum",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=5e-4),
+        primitive="scale_by_momentum",
+        slots=("velocity",),
+        reference=_MOMENTUM,
+    ),
+    OptimizerCase(
+        "nesterov",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=5e-4),
+        primitive="scale_by_momentum",
+        slots=("velocity",),
+        reference=partial(ref_momentum, mu=0.9, nesterov=True),
+    ),
+    # Learning rate first, then momentum: the velocity holds -lr g terms (Polyak's form).
+    OptimizerCase(
+        "heavy_ball",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=5e-4),
+        primitive="scale_by_momentum",
+        slots=("velocity",),
+        reference=_MOMENTUM,
+    ),
+    OptimizerCase(
+        "adagrad",
+        quad=dict(learning_rate=1.0),
+        rosen=dict(learning_rate=0.3),
+        primitive="scale_by_rss",
+        slots=("sum_of_squares",),
+        reference=ref_rss,
+        torch_cases=("adagrad_plain", "adagrad_decay_wd_init"),
+    ),
+    # Adadelta crawls along the curved Rosenbrock valley (its effective step grows with
+    # its own past steps): 20k steps get within 0.06 of (1, 1) from a loss of 24.
+    OptimizerCase(
+        "adadelta",
+        quad=dict(learning_rate=1.0),
+        rosen=dict(learning_rate=0.1),
+        primitive="scale_by_adadelta",
+        slots=("sq_avg", "delta_avg"),
+        reference=partial(ref_adadelta, rho=0.9, eps=1e-6),
+        torch_cases=("adadelta_default", "adadelta_rho_eps_wd"),
+        rosen_tol=0.1,
+    ),
+    OptimizerCase(
+        "rmsprop",
+        quad=dict(learning_rate=0.01),
+        rosen=dict(learning_rate=3e-4, decay=0.9),
+        primitive="scale_by_rms",
+        slots=("nu",),  # mu only when centered
+        reference=partial(ref_rms, decay=0.99, eps=1e-8),
+        torch_cases=(
+            "rmsprop_plain",
+            "rmsprop_centered",
+            "rmsprop_momentum",
+            "rmsprop_centered_momentum_wd",
+        ),
+    ),
+    OptimizerCase(
+        "adam",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=0.02),
+        primitive="scale_by_adam",
+        slots=("mu", "nu"),
+        reference=ref_adam,
+        torch_cases=("adam_plain", "adam_amsgrad", "adam_wd", "adam_betas_eps"),
+    ),
+    OptimizerCase(
+        "adamw",
+        quad=dict(learning_rate=0.05, weight_decay=0.0),
+        rosen=dict(learning_rate=0.02, weight_decay=0.0),
+        primitive="scale_by_adam",
+        slots=("mu", "nu"),
+        reference=ref_adam,
+        torch_cases=("adamw_wd", "adamw_amsgrad_wd"),
+    ),
+    OptimizerCase(
+        "amsgrad",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=0.05),
+        primitive="scale_by_adam",
+        slots=("mu", "nu", "nu_max"),
+        reference=partial(ref_adam, amsgrad=True),
+    ),
+    OptimizerCase(
+        "nadam",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=3e-3),
+        primitive="scale_by_nadam",
+        slots=("mu", "nu"),
+        reference=ref_nadam,
+        torch_cases=("nadam_plain", "nadam_wd"),
+    ),
+    OptimizerCase(
+        "radam",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=5e-3),
+        primitive="scale_by_radam",
+        slots=("mu", "nu"),
+        reference=ref_radam,
+        torch_cases=("radam_plain", "radam_wd"),
+    ),
+    OptimizerCase(
+        "adamax",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=0.05),
+        primitive="scale_by_adamax",
+        slots=("mu", "nu"),
+        reference=ref_adamax,
+        torch_cases=("adamax_plain", "adamax_wd"),
+    ),
+    # Lion moves every coordinate by exactly lr: it ends in an lr-sized neighbourhood.
+    OptimizerCase(
+        "lion",
+        quad=dict(learning_rate=0.01),
+        rosen=dict(learning_rate=1e-3),
+        primitive="scale_by_lion",
+        slots=("mu",),
+        reference=ref_lion,  # no torch.optim equivalent
+        complex_tol=2e-2,
+    ),
+)
+
+
+def torch_cases() -> dict[str, str]:
+    """Recorded torch.optim cases: case name -> the gradxform optimizer it runs."""
+    ref = json.loads(TORCH_TRAJECTORIES.read_text())
+    return {case["name"]: case["gradxform"]["optimizer"] for case in ref["cases"]}
+
+
+def slot_fields(state: Any, params: Any) -> tuple[str, ...]:
+    """The fields of a NamedTuple state that hold a tree shaped like ``params``."""
+    if not hasattr(type(state), "_fields"):
+        return ()
+    want = jax.tree_util.tree_structure(params)
+    shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(params)]
+
+    def like_params(value):
+        leaves = jax.tree_util.tree_leaves(value)
+        return (
+            jax.tree_util.tree_structure(value) == want and [jnp.shape(x) for x in leaves] == shapes
         )
 
-    x0 = {"a": jnp.zeros(2, dtype), "b": jnp.zeros(3, dtype)}
-    xs = {"a": jnp.asarray(QUAD_XSTAR[:2], dtype), "b": jnp.asarray(QUAD_XSTAR[2:], dtype)}
-    return loss, x0, xs
-
-
-def rosenbrock(dtype=jnp.float32):
-    """f(x, y) = (1 - x)^2 + 100 (y - x^2)^2 from (-1.2, 1); minimum 0 at (1, 1)."""
-
-    def loss(p):
-        x, y = p["x"], p["y"]
-        return (1 - x) ** 2 + 100 * (y - x**2) ** 2
-
-    x0 = {"x": jnp.asarray(-1.2, dtype), "y": jnp.asarray(1.0, dtype)}
-    xs = {"x": jnp.asarray(1.0, dtype), "y": jnp.asarray(1.0, dtype)}
-    return loss, x0, xs
-
-
-def beale(dtype=jnp.float64):
-    """Beale's function; minimum 0 at (3, 0.5)."""
-
-    def loss(p):
-        x, y = p["x"], p["y"]
-        return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
-
-    x0 = {"x": jnp.asarray(1.0, dtype), "y": jnp.asarray(1.0, dtype)}
-    xs = {"x": jnp.asarray(3.0, dtype), "y": jnp.asarray(0.5, dtype)}
-    return loss, x0, xs
-
-
-def himmelblau(dtype=jnp.float64):
-    """Himmelblau's function; from (0, 0) gradient descent reaches the minimum (3, 2)."""
-
-    def loss(p):
-        x, y = p["x"], p["y"]
-        return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
-
-    x0 = {"x": jnp.asarray(0.0, dtype), "y": jnp.asarray(0.0, dtype)}
-    xs = {"x": jnp.asarray(3.0, dtype), "y": jnp.asarray(2.0, dtype)}
-    return loss, x0, xs
-
-
-def logistic_regression(n=200, d=5, seed=0):
-    """Separable-ish synthetic binary logistic regression with L2 (unique minimum)."""
-    rng = np.random.default_rng(seed)
-    xs = rng.normal(size=(n, d)).astype(np.float32)
-    w_true = rng.normal(size=d).astype(np.float32)
-    y = (xs @ w_true + 0.5 * rng.normal(size=n) > 0).astype(np.float32)
-
-    def loss(p):
-        z = jnp.asarray(xs) @ p["w"] + p["b"]
-        nll = jnp.mean(jnp.logaddexp(0.0, z) - jnp.asarray(y) * z)
-        return nll + 1e-2 * 0.5 * jnp.sum(p["w"] ** 2)
-
-    x0 = {"w": jnp.zeros(d, jnp.float32), "b": jnp.zeros([], jnp.float32)}
-    return loss, x0, None
+    return tuple(f for f in state._fields if like_params(getattr(state, f)))
 
 
 def run(tx, loss, params, steps):
@@ -102,8 +493,6 @@ def run(tx, loss, params, steps):
 
 
 def _apply(p, u):
-    import gradxform as gx
-
     return gx.apply_updates(p, u)
 
 

@@ -1,7 +1,7 @@
 """Full-batch optimization: line searches, L-BFGS, nonlinear CG, ``minimize``, vs SciPy.
 
 The SciPy comparisons run SciPy in the test (float64) on the problems of
-``tests/fullbatch_problems.py``; the logistic regression here is 2,000 x 50 (the
+``gradxform.problems.problems()``; the logistic regression here is 2,000 x 50 (the
 benchmark, ``benchmarks/fullbatch.py``, uses 10,000 x 100). Run with ``-s`` to see the
 recorded numbers.
 """
@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
-from fullbatch_problems import problems, quadratic, rosenbrock
 
 import gradxform as gx
 from gradxform.fullbatch import _common
+from gradxform.problems import problems, quadratic, rosenbrock
 
 LS = gx.LineSearchStatus
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import OPTIMIZERS
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import gradxform as gx
@@ -63,7 +64,7 @@ def test_gradients_arrive_flat_and_match_tree_gradients():
     )
 
 
-@pytest.mark.parametrize("opt", ["adam", "sgd", "lion", "rmsprop"])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 def test_elementwise_optimizers_are_bitwise_equal_on_the_flat_layout(opt):
     p = {k: v for k, v in _params().items() if k != "head"}
     layout = gx.ParamLayout.of(p)

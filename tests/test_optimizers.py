@@ -1,54 +1,28 @@
-"""Properties every named optimizer must have, driven by one registry."""
+"""Properties every named optimizer must have, driven by the registry in ``helpers``."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
-from dataclasses import dataclass
+import pkgutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import logistic_regression, max_dist, quadratic, rosenbrock, run
+from helpers import OPTIMIZERS, PRIMITIVES, max_dist, run, slot_fields, torch_cases
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import gradxform as gx
+import gradxform.optimizers
+from gradxform import problems
 
-
-@dataclass(frozen=True)
-class Case:
-    quad: dict  # kwargs converging on the quadratic bowl in 2,000 steps
-    rosen: dict  # kwargs converging on Rosenbrock in 20,000 steps
-    rosen_tol: float = 1e-3
-    complex_tol: float = 2e-3
-
-
-REGISTRY = {
-    "sgd": Case(dict(learning_rate=0.15), dict(learning_rate=1e-3)),
-    "momentum": Case(dict(learning_rate=0.05), dict(learning_rate=5e-4)),
-    "nesterov": Case(dict(learning_rate=0.05), dict(learning_rate=5e-4)),
-    "heavy_ball": Case(dict(learning_rate=0.05), dict(learning_rate=5e-4)),
-    "adagrad": Case(dict(learning_rate=1.0), dict(learning_rate=0.3)),
-    # Adadelta crawls along the curved Rosenbrock valley (its effective step grows with
-    # its own past steps): 20k steps get within 0.06 of (1, 1) from a loss of 24.
-    "adadelta": Case(dict(learning_rate=1.0), dict(learning_rate=0.1), rosen_tol=0.1),
-    "rmsprop": Case(dict(learning_rate=0.01), dict(learning_rate=3e-4, decay=0.9)),
-    "adam": Case(dict(learning_rate=0.05), dict(learning_rate=0.02)),
-    "adamw": Case(
-        dict(learning_rate=0.05, weight_decay=0.0), dict(learning_rate=0.02, weight_decay=0.0)
-    ),
-    "amsgrad": Case(dict(learning_rate=0.05), dict(learning_rate=0.05)),
-    "nadam": Case(dict(learning_rate=0.05), dict(learning_rate=3e-3)),
-    "radam": Case(dict(learning_rate=0.05), dict(learning_rate=5e-3)),
-    "adamax": Case(dict(learning_rate=0.05), dict(learning_rate=0.05)),
-    # Lion moves every coordinate by exactly lr: it ends in an lr-sized neighbourhood.
-    "lion": Case(dict(learning_rate=0.01), dict(learning_rate=1e-3), complex_tol=2e-2),
-}
-NAMES = sorted(REGISTRY)
+NAMES = sorted(OPTIMIZERS)
 
 
 def make(name, which="quad"):
-    return getattr(gx, name)(**getattr(REGISTRY[name], which))
+    return OPTIMIZERS[name].make(which)
 
 
 def grads_like(params, seed=0):
@@ -75,19 +49,99 @@ def params_of(dtype):
     return {"w": arr((3, 4)), "b": arr((4,)), "nested": [arr(())]}
 
 
+# --------------------------------------------------------------------------------------
+# The registry covers what gradxform exports
+
+
+def _exported_by_optimizer_modules():
+    """(named optimizers, per-coordinate rules) in ``gradxform/optimizers/*.py``'s
+    ``__all__``: the alias functions and the transform classes, by module."""
+    aliases, rules = {}, {}
+    for info in pkgutil.iter_modules(gradxform.optimizers.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"gradxform.optimizers.{info.name}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            assert getattr(gx, name, None) is obj, f"gx.{name} is not {module.__name__}.{name}"
+            if inspect.isfunction(obj):
+                aliases[name] = module.__name__
+            elif isinstance(obj, type) and issubclass(obj, gx.GradientTransformation):
+                rules[name] = module.__name__
+            else:
+                raise AssertionError(f"{module.__name__}.{name}: neither an alias nor a rule")
+    return aliases, rules
+
+
+def test_every_exported_optimizer_has_a_registry_entry():
+    aliases, rules = _exported_by_optimizer_modules()
+    assert {"adam", "sgd", "lion"} <= set(aliases) and "scale_by_adam" in rules
+    missing = {n: m for n, m in aliases.items() if n not in OPTIMIZERS}
+    assert not missing, f"add an OptimizerCase to tests/helpers.py OPTIMIZERS for {missing}"
+    assert set(OPTIMIZERS) == set(aliases), f"stale entries: {set(OPTIMIZERS) - set(aliases)}"
+    missing = {n: m for n, m in rules.items() if n not in PRIMITIVES}
+    assert not missing, f"add a PrimitiveCase to tests/helpers.py PRIMITIVES for {missing}"
+    assert set(PRIMITIVES) == set(rules), f"stale entries: {set(PRIMITIVES) - set(rules)}"
+
+
+def test_registry_entries_are_consistent():
+    recorded = torch_cases()
+    claimed = {}
+    for name, case in OPTIMIZERS.items():
+        assert case.name == name and callable(getattr(gx, name))
+        assert case.reference is not None or case.torch_cases, f"{name}: no reference at all"
+        if case.primitive is None:
+            assert case.slots == (), name
+        else:
+            assert set(case.slots) <= set(PRIMITIVES[case.primitive].state_fields), name
+        assert "learning_rate" in case.quad and "learning_rate" in case.rosen
+        for c in case.torch_cases:
+            assert recorded.get(c) == name, f"{name}: torch case {c!r} runs {recorded.get(c)}"
+            claimed[c] = name
+    # Every recorded torch.optim trajectory is listed under the optimizer it runs.
+    assert set(claimed) == set(recorded), f"not in the registry: {set(recorded) - set(claimed)}"
+    for name, rule in PRIMITIVES.items():
+        assert rule.name == name and rule.references, name
+        for ref in rule.references:
+            assert type(ref.make()) is getattr(gx, name), ref.id
+            assert set(ref.slots) <= set(rule.state_fields), ref.id
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_layout(name):
+    # The per-parameter slots are where the registry says: in the state of the rule the
+    # optimizer chains, a tree like params in each listed field and in no other field.
+    case = OPTIMIZERS[name]
+    tx = make(name)
+    p = params_of(jnp.float32)
+    s0 = tx.init(p)
+    s1 = jax.jit(tx.update)(grads_like(p), s0, p)[1]
+    for s in (s0, s1):
+        assert isinstance(s, gx.ChainState) and s.names == tx.names
+        if case.primitive is not None:
+            assert case.primitive in s.names, (name, s.names)
+            assert s[case.primitive]._fields == PRIMITIVES[case.primitive].state_fields
+        found = {(n, f) for n in s.names for f in slot_fields(s[n], p)}
+        assert found == {(case.primitive, f) for f in case.slots}, found
+
+
+# --------------------------------------------------------------------------------------
+# Properties of every named optimizer
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_converges_on_quadratic(name):
-    loss, x0, xs = quadratic()
+    loss, x0, xs = problems.bowl_tree()
     p = run(make(name), loss, x0, 2000)
     assert max_dist(p, xs) < 1e-4, (name, max_dist(p, xs))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_converges_on_rosenbrock(name):
-    loss, x0, xs = rosenbrock()
+    loss, x0, xs = problems.rosenbrock_tree()
     assert float(loss(x0)) > 24
     p = run(make(name, "rosen"), loss, x0, 20_000)
-    assert max_dist(p, xs) < REGISTRY[name].rosen_tol, (name, max_dist(p, xs))
+    assert max_dist(p, xs) < OPTIMIZERS[name].rosen_tol, (name, max_dist(p, xs))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -107,12 +161,12 @@ def test_complex_quadratic_converges(name):
     for _ in range(3000):
         p, s = step(p, s)
     assert p["z"].dtype == jnp.complex64
-    assert float(jnp.max(jnp.abs(p["z"] - c))) < REGISTRY[name].complex_tol
+    assert float(jnp.max(jnp.abs(p["z"] - c))) < OPTIMIZERS[name].complex_tol
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_jit_matches_eager(name):
-    loss, p, _ = logistic_regression()
+    loss, p, _ = problems.logistic_tree()
     tx = make(name)
 
     def step(p, s):
@@ -149,8 +203,7 @@ def test_no_retrace_and_hyperparameters_are_jit_arguments(name):
     p, s = step(tx, p, s, g)
     assert len(traces) == 1
     # A new learning rate is a new leaf value, not a new program.
-    kwargs = dict(REGISTRY[name].quad, learning_rate=REGISTRY[name].quad["learning_rate"] / 2)
-    tx2 = getattr(gx, name)(**kwargs)
+    tx2 = OPTIMIZERS[name].make(learning_rate=OPTIMIZERS[name].quad["learning_rate"] / 2)
     assert tx2 != tx
     p2, _ = step(tx2, p, s, g)
     assert len(traces) == 1
@@ -276,7 +329,7 @@ def test_value_semantics(name):
     assert a == b and hash(a) == hash(b)
     assert a.name == name
     assert repr(a).startswith("chain(") and f"name={name!r}" in repr(a)
-    assert a != make(name, "rosen") or REGISTRY[name].quad == REGISTRY[name].rosen
+    assert a != make(name, "rosen") or OPTIMIZERS[name].quad == OPTIMIZERS[name].rosen
 
 
 BAD_HPARAMS = [
@@ -333,7 +386,7 @@ def test_schedulable_hyperparameters():
 
 
 def test_heavy_ball_and_momentum_agree_at_constant_lr_and_differ_under_schedule():
-    loss, x0, _ = quadratic()
+    loss, x0, _ = problems.bowl_tree()
     a = run(gx.heavy_ball(0.05, 0.9), loss, x0, 50)
     b = run(gx.momentum(0.05, 0.9), loss, x0, 50)
     assert max_dist(a, b) < 1e-5

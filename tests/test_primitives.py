@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import OPTIMIZERS, PRIMITIVES, slot_fields
+from references import ref_adam, ref_radam
 
 import gradxform as gx
 
@@ -98,312 +100,12 @@ def ref_tree(ref, grads):
 
 
 # --------------------------------------------------------------------------------------
-# Independent numpy references (torch.optim documentation / the papers)
-
-
-def ref_momentum(gs, mu, dampening=0.0, nesterov=False):
-    # torch.optim.SGD: buf = g on the first step (no dampening), then
-    # buf = mu buf + (1 - dampening) g; d = g + mu buf (nesterov) or buf.
-    buf, out = None, []
-    for g in gs:
-        buf = g.copy() if buf is None else mu * buf + (1 - dampening) * g
-        d = g + mu * buf if nesterov else buf
-        out.append({"u": d, "velocity": buf})
-    return out
-
-
-def ref_ema(gs, decay, debias):
-    e, out = np.zeros_like(gs[0]), []
-    for t, g in enumerate(gs, 1):
-        e = decay * e + (1 - decay) * g
-        out.append({"u": e / (1 - decay**t) if debias else e, "ema": e})
-    return out
-
-
-def ref_rss(gs, s0=0.0, eps=1e-10, eps_in_sqrt=False):
-    # Adagrad: s = s0 + sum g^2; u = g / (sqrt(s) + eps)  (or g / sqrt(s + eps)).
-    s, out = np.full_like(gs[0], s0), []
-    for g in gs:
-        s = s + g * g
-        d = np.sqrt(s + eps) if eps_in_sqrt else np.sqrt(s) + eps
-        out.append({"u": g / d, "sum_of_squares": s})
-    return out
-
-
-def ref_rms(gs, decay, eps, centered=False, eps_in_sqrt=False, nu0=0.0):
-    # torch.optim.RMSprop: v = a v + (1 - a) g^2; centered: gavg = a gavg + (1 - a) g,
-    # v~ = v - gavg^2; u = g / (sqrt(v~) + eps).
-    nu, mu, out = np.full_like(gs[0], nu0), np.zeros_like(gs[0]), []
-    for g in gs:
-        nu = decay * nu + (1 - decay) * g * g
-        var = nu
-        if centered:
-            mu = decay * mu + (1 - decay) * g
-            var = nu - mu * mu
-        d = np.sqrt(var + eps) if eps_in_sqrt else np.sqrt(var) + eps
-        step = {"u": g / d, "nu": nu}
-        if centered:
-            step["mu"] = mu
-        out.append(step)
-    return out
-
-
-def ref_adadelta(gs, rho, eps):
-    # torch.optim.Adadelta: v = rho v + (1 - rho) g^2;
-    # dx = sqrt(u + eps) / sqrt(v + eps) * g;  u = rho u + (1 - rho) dx^2.
-    v, acc, out = np.zeros_like(gs[0]), np.zeros_like(gs[0]), []
-    for g in gs:
-        v = rho * v + (1 - rho) * g * g
-        dx = np.sqrt(acc + eps) / np.sqrt(v + eps) * g
-        acc = rho * acc + (1 - rho) * dx * dx
-        out.append({"u": dx, "sq_avg": v, "delta_avg": acc})
-    return out
-
-
-def ref_adam(
-    gs,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    eps_root=0.0,
-    bias_correction=True,
-    amsgrad=False,
-    nesterov=False,
-):
-    # Kingma & Ba / torch.optim.Adam; amsgrad: max over the raw v, then bias-correct;
-    # nesterov (Dozat 2016): m_hat = b1 m_t / (1 - b1^(t+1)) + (1 - b1) g / (1 - b1^t).
-    m, v, vmax, out = np.zeros_like(gs[0]), np.zeros_like(gs[0]), np.zeros_like(gs[0]), []
-    for t, g in enumerate(gs, 1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        vmax = np.maximum(vmax, v)
-        bc1, bc1_next, bc2 = (
-            (1 - b1**t, 1 - b1 ** (t + 1), 1 - b2**t) if bias_correction else (1.0, 1.0, 1.0)
-        )
-        if nesterov:
-            m_hat = b1 * m / bc1_next + (1 - b1) * g / bc1
-        else:
-            m_hat = m / bc1
-        vv = vmax if amsgrad else v
-        step = {"u": m_hat / (np.sqrt(vv / bc2 + eps_root) + eps), "mu": m, "nu": v}
-        if amsgrad:
-            step["nu_max"] = vmax
-        out.append(step)
-    return out
-
-
-def ref_nadam(gs, b1=0.9, b2=0.999, eps=1e-8, psi=4e-3):
-    # torch.optim.NAdam: mu_t = b1 (1 - 0.5 * 0.96^(t psi)), prod = prod_{i<=t} mu_i,
-    # denom = sqrt(v / (1 - b2^t)) + eps,
-    # p -= lr (1 - mu_t)/(1 - prod) g/denom + lr mu_{t+1}/(1 - prod mu_{t+1}) m/denom.
-    m, v, prod, out = np.zeros_like(gs[0]), np.zeros_like(gs[0]), 1.0, []
-    for t, g in enumerate(gs, 1):
-        mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
-        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
-        prod *= mu_t
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        denom = np.sqrt(v / (1 - b2**t)) + eps
-        u = (1 - mu_t) / (1 - prod) * g / denom + mu_next / (1 - prod * mu_next) * m / denom
-        out.append({"u": u, "mu": m, "nu": v, "mu_product": prod})
-    return out
-
-
-def ref_radam(gs, b1=0.9, b2=0.999, eps=1e-8, threshold=5.0):
-    # torch.optim.RAdam (Liu et al. 2020).
-    m, v, out = np.zeros_like(gs[0]), np.zeros_like(gs[0]), []
-    rho_inf = 2 / (1 - b2) - 1
-    for t, g in enumerate(gs, 1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        bc1, bc2 = 1 - b1**t, 1 - b2**t
-        m_hat = m / bc1
-        rho_t = rho_inf - 2 * t * b2**t / bc2
-        if rho_t > threshold:
-            r = math.sqrt(
-                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            )
-            u = m_hat * r * math.sqrt(bc2) / (np.sqrt(v) + eps)
-        else:
-            u = m_hat
-        out.append({"u": u, "mu": m, "nu": v, "rectified": rho_t > threshold})
-    return out
-
-
-def ref_adamax(gs, b1=0.9, b2=0.999, eps=1e-8):
-    # torch.optim.Adamax: u = max(b2 u, |g| + eps); p -= lr / (1 - b1^t) * m / u.
-    m, n, out = np.zeros_like(gs[0]), np.zeros_like(gs[0]), []
-    for t, g in enumerate(gs, 1):
-        m = b1 * m + (1 - b1) * g
-        n = np.maximum(b2 * n, np.abs(g) + eps)
-        out.append({"u": m / ((1 - b1**t) * n), "mu": m, "nu": n})
-    return out
-
-
-def ref_lion(gs, b1=0.9, b2=0.99):
-    # Chen et al. 2023: c = b1 m + (1 - b1) g; u = sign(c); m = b2 m + (1 - b2) g.
-    m, out = np.zeros_like(gs[0]), []
-    for g in gs:
-        c = b1 * m + (1 - b1) * g
-        # The sign must not hinge on rounding: c is exactly 0 or clearly away from it.
-        assert np.all((c == 0) | (np.abs(c) > 1e-6))
-        m = b2 * m + (1 - b2) * g
-        out.append({"u": np.sign(c), "mu": m})
-    return out
-
-
-# --------------------------------------------------------------------------------------
 # Stateful element-wise transforms: updates and state slots against the references
 
 ELEMENTWISE = [
-    # scale_by_momentum
-    pytest.param(
-        lambda: gx.scale_by_momentum(0.9),
-        partial(ref_momentum, mu=0.9),
-        ("velocity",),
-        id="momentum",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_momentum(0.9, dampening=0.3),
-        partial(ref_momentum, mu=0.9, dampening=0.3),
-        ("velocity",),
-        id="momentum-dampening",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_momentum(0.5, nesterov=True),
-        partial(ref_momentum, mu=0.5, nesterov=True),
-        ("velocity",),
-        id="momentum-nesterov",
-    ),
-    # ema
-    pytest.param(
-        lambda: gx.ema(0.8), partial(ref_ema, decay=0.8, debias=True), ("ema",), id="ema-debias"
-    ),
-    pytest.param(
-        lambda: gx.ema(0.8, debias=False),
-        partial(ref_ema, decay=0.8, debias=False),
-        ("ema",),
-        id="ema-no-debias",
-    ),
-    # scale_by_rss
-    pytest.param(lambda: gx.scale_by_rss(), ref_rss, ("sum_of_squares",), id="rss-default"),
-    pytest.param(
-        lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3),
-        partial(ref_rss, s0=0.1, eps=1e-3),
-        ("sum_of_squares",),
-        id="rss-init",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_rss(initial_accumulator_value=0.1, eps=1e-3, eps_in_sqrt=True),
-        partial(ref_rss, s0=0.1, eps=1e-3, eps_in_sqrt=True),
-        ("sum_of_squares",),
-        id="rss-init-eps-in-sqrt",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_rss(eps=1e-3, eps_in_sqrt=True),
-        partial(ref_rss, eps=1e-3, eps_in_sqrt=True),
-        ("sum_of_squares",),
-        id="rss-eps-in-sqrt",
-    ),
-    # scale_by_rms
-    pytest.param(
-        lambda: gx.scale_by_rms(0.9), partial(ref_rms, decay=0.9, eps=1e-8), ("nu",), id="rms-plain"
-    ),
-    pytest.param(
-        lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True),
-        partial(ref_rms, decay=0.9, eps=1e-3, centered=True),
-        ("nu", "mu"),
-        id="rms-centered",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_rms(0.9, eps=1e-3, eps_in_sqrt=True),
-        partial(ref_rms, decay=0.9, eps=1e-3, eps_in_sqrt=True),
-        ("nu",),
-        id="rms-eps-in-sqrt",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_rms(0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
-        partial(ref_rms, decay=0.9, eps=1e-3, centered=True, eps_in_sqrt=True),
-        ("nu", "mu"),
-        id="rms-centered-eps-in-sqrt",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_rms(0.9, initial_scale=0.5),
-        partial(ref_rms, decay=0.9, eps=1e-8, nu0=0.5),
-        ("nu",),
-        id="rms-initial-scale",
-    ),
-    # scale_by_adadelta
-    pytest.param(
-        lambda: gx.scale_by_adadelta(),
-        partial(ref_adadelta, rho=0.9, eps=1e-6),
-        ("sq_avg", "delta_avg"),
-        id="adadelta-default",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_adadelta(0.5, 1e-3),
-        partial(ref_adadelta, rho=0.5, eps=1e-3),
-        ("sq_avg", "delta_avg"),
-        id="adadelta-rho0.5",
-    ),
-    # scale_by_adam
-    pytest.param(lambda: gx.scale_by_adam(), ref_adam, ("mu", "nu"), id="adam"),
-    pytest.param(
-        lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False),
-        partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False),
-        ("mu", "nu"),
-        id="adam-no-bias-correction",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_adam(0.9, 0.5, amsgrad=True),
-        partial(ref_adam, b2=0.5, amsgrad=True),
-        ("mu", "nu", "nu_max"),
-        id="adam-amsgrad",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_adam(nesterov=True),
-        partial(ref_adam, nesterov=True),
-        ("mu", "nu"),
-        id="adam-nesterov",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_adam(0.8, 0.5, bias_correction=False, nesterov=True),
-        partial(ref_adam, b1=0.8, b2=0.5, bias_correction=False, nesterov=True),
-        ("mu", "nu"),
-        id="adam-nesterov-no-bias-correction",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_adam(eps_root=1e-3),
-        partial(ref_adam, eps_root=1e-3),
-        ("mu", "nu"),
-        id="adam-eps-root",
-    ),
-    # scale_by_nadam
-    pytest.param(lambda: gx.scale_by_nadam(), ref_nadam, ("mu", "nu"), id="nadam"),
-    pytest.param(
-        lambda: gx.scale_by_nadam(0.8, 0.9, 1e-6, momentum_decay=0.5),
-        partial(ref_nadam, b1=0.8, b2=0.9, eps=1e-6, psi=0.5),
-        ("mu", "nu"),
-        id="nadam-psi0.5",
-    ),
-    # scale_by_radam (3 steps: never rectified at b2=0.999; both branches tested below)
-    pytest.param(lambda: gx.scale_by_radam(), ref_radam, ("mu", "nu"), id="radam-3-steps"),
-    # scale_by_adamax
-    pytest.param(lambda: gx.scale_by_adamax(), ref_adamax, ("mu", "nu"), id="adamax"),
-    pytest.param(
-        lambda: gx.scale_by_adamax(0.8, 0.5, 1e-3),
-        partial(ref_adamax, b1=0.8, b2=0.5, eps=1e-3),
-        ("mu", "nu"),
-        id="adamax-b2-0.5",
-    ),
-    # scale_by_lion
-    pytest.param(lambda: gx.scale_by_lion(), ref_lion, ("mu",), id="lion"),
-    pytest.param(
-        lambda: gx.scale_by_lion(0.5, 0.9),
-        partial(ref_lion, b1=0.5, b2=0.9),
-        ("mu",),
-        id="lion-b1-0.5",
-    ),
+    pytest.param(ref.make, ref.numpy, ref.slots, id=ref.id)
+    for rule in PRIMITIVES.values()
+    for ref in rule.references
 ]
 
 
@@ -420,6 +122,19 @@ def test_stateful_elementwise_first_steps(make_tx, ref, slots):
             assert int(state.count) == t
         if "mu_product" in exp:
             np.testing.assert_allclose(float(state.mu_product), exp["mu_product"]["a"], rtol=RTOL)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_named_optimizer_first_steps(name):
+    # The whole chain at the registry's `quad` hyperparameters: -learning_rate times the
+    # NumPy direction of its rule (weight decay, if any, is 0 there).
+    case = OPTIMIZERS[name]
+    lr = case.quad["learning_rate"]
+    expected = ref_tree(case.reference, GRADS)
+    with jax.enable_x64(True):
+        _, steps = run(case.make(), GRADS, PARAMS)
+    for t, ((u, _), exp) in enumerate(zip(steps, expected), 1):
+        assert_tree_close(u, {k: -lr * exp["u"][k] for k in KEYS}, msg=f"{name} step {t}")
 
 
 def test_momentum_first_step_is_undamped():
@@ -832,49 +547,38 @@ def test_add_noise_variance_anneals():
 # State layout: NamedTuples with named fields; counts go 0 -> 1 -> 2 -> 3
 
 
+# The optimizers' rules come from the registry (every configuration it checks against
+# NumPy, with the slots that configuration fills); the generic transforms have no slots.
 STATE_LAYOUTS = [
-    pytest.param(
-        lambda: gx.scale_by_learning_rate(0.1),
-        ("count", "learning_rate"),
-        id="scale_by_learning_rate",
-    ),
-    pytest.param(lambda: gx.scale_by_momentum(0.9), ("count", "velocity"), id="scale_by_momentum"),
-    pytest.param(lambda: gx.ema(0.9), ("count", "ema"), id="ema"),
-    pytest.param(lambda: gx.scale_by_rss(), ("sum_of_squares",), id="scale_by_rss"),
-    pytest.param(lambda: gx.scale_by_rms(), ("nu", "mu"), id="scale_by_rms"),
-    pytest.param(lambda: gx.scale_by_rms(centered=True), ("nu", "mu"), id="scale_by_rms-centered"),
-    pytest.param(lambda: gx.scale_by_adadelta(), ("sq_avg", "delta_avg"), id="scale_by_adadelta"),
-    pytest.param(lambda: gx.scale_by_adam(), ("count", "mu", "nu", "nu_max"), id="scale_by_adam"),
-    pytest.param(
-        lambda: gx.scale_by_adam(amsgrad=True),
-        ("count", "mu", "nu", "nu_max"),
-        id="scale_by_adam-amsgrad",
-    ),
-    pytest.param(
-        lambda: gx.scale_by_nadam(), ("count", "mu_product", "mu", "nu"), id="scale_by_nadam"
-    ),
-    pytest.param(lambda: gx.scale_by_radam(), ("count", "mu", "nu", "nu_max"), id="scale_by_radam"),
-    pytest.param(lambda: gx.scale_by_adamax(), ("count", "mu", "nu"), id="scale_by_adamax"),
-    pytest.param(lambda: gx.scale_by_lion(), ("mu",), id="scale_by_lion"),
-    pytest.param(lambda: gx.add_decayed_weights(0.1), ("count",), id="add_decayed_weights"),
-    pytest.param(lambda: gx.proximal_l1(0.1, 0.1), ("count",), id="proximal_l1"),
-    pytest.param(lambda: gx.add_noise(), ("count", "key"), id="add_noise"),
-    pytest.param(lambda: gx.scale(2.0), (), id="scale"),
-    pytest.param(lambda: gx.scale_by_sign(), (), id="scale_by_sign"),
-    pytest.param(lambda: gx.centralize(), (), id="centralize"),
-    pytest.param(lambda: gx.clip(1.0), (), id="clip"),
-    pytest.param(
-        lambda: gx.clip_by_global_norm(1.0), ("norm", "clipped_norm"), id="clip_by_global_norm"
-    ),
-    pytest.param(lambda: gx.add_l1_subgradient(0.1), (), id="add_l1_subgradient"),
-    pytest.param(lambda: gx.identity(), (), id="identity"),
-    pytest.param(lambda: gx.stateless(_double_plus_params), (), id="stateless"),
-    pytest.param(lambda: gx.set_to_zero(), (), id="set_to_zero"),
+    pytest.param(ref.make, rule.state_fields, ref.slots, id=ref.id)
+    for rule in PRIMITIVES.values()
+    for ref in rule.references
+] + [
+    pytest.param(make_tx, fields, (), id=name)
+    for name, make_tx, fields in [
+        (
+            "scale_by_learning_rate",
+            lambda: gx.scale_by_learning_rate(0.1),
+            ("count", "learning_rate"),
+        ),
+        ("add_decayed_weights", lambda: gx.add_decayed_weights(0.1), ("count",)),
+        ("proximal_l1", lambda: gx.proximal_l1(0.1, 0.1), ("count",)),
+        ("add_noise", lambda: gx.add_noise(), ("count", "key")),
+        ("scale", lambda: gx.scale(2.0), ()),
+        ("scale_by_sign", lambda: gx.scale_by_sign(), ()),
+        ("centralize", lambda: gx.centralize(), ()),
+        ("clip", lambda: gx.clip(1.0), ()),
+        ("clip_by_global_norm", lambda: gx.clip_by_global_norm(1.0), ("norm", "clipped_norm")),
+        ("add_l1_subgradient", lambda: gx.add_l1_subgradient(0.1), ()),
+        ("identity", lambda: gx.identity(), ()),
+        ("stateless", lambda: gx.stateless(_double_plus_params), ()),
+        ("set_to_zero", lambda: gx.set_to_zero(), ()),
+    ]
 ]
 
 
-@pytest.mark.parametrize("make_tx, fields", STATE_LAYOUTS)
-def test_state_is_named_tuple(make_tx, fields):
+@pytest.mark.parametrize("make_tx, fields, slots", STATE_LAYOUTS)
+def test_state_is_named_tuple(make_tx, fields, slots):
     with jax.enable_x64(True):
         init_state, steps = run(make_tx(), GRADS, PARAMS)
     for t, state in enumerate([init_state] + [s for _, s in steps]):
@@ -886,5 +590,7 @@ def test_state_is_named_tuple(make_tx, fields):
         if "count" in fields:
             assert state.count.dtype == jnp.int32 and state.count.shape == ()
             assert int(state.count) == t
+        # Per-parameter slots (a tree like params) in exactly the registry's fields.
+        assert slot_fields(state, PARAMS) == tuple(f for f in fields if f in slots)
     if not fields:
         assert init_state == gx.EmptyState()
