@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench lint notebooks clean
+.PHONY: demo test bench lint docs notebooks clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,integration]"
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -55,5 +55,14 @@ lint: $(VENV)/.lint-installed
 	$(PY) -m ruff format --check gradxform tests benchmarks examples
 	$(PY) -m mypy
 
+# API reference from the docstrings (mkdocs.yml, docs/): MkDocs + mkdocstrings into site/.
+# --strict: any warning (a malformed Args: section, a broken link) fails the build.
+$(VENV)/.docs-installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info site

@@ -89,7 +89,7 @@ from .weight_decay import add_l1_subgradient as add_l1_subgradient
 from .weight_decay import proximal_l1 as proximal_l1
 from .noise import AddNoiseState as AddNoiseState
 from .noise import add_noise as add_noise
-from .schedules import Schedule as Schedule
+from ._schedule import Schedule as Schedule
 from .schedules import constant_schedule as constant_schedule
 from .schedules import cosine_decay_schedule as cosine_decay_schedule
 from .schedules import exponential_decay as exponential_decay
@@ -151,7 +151,7 @@ from .fullbatch.linesearch import LineSearchState as LineSearchState
 from .fullbatch.linesearch import LineSearchStatus as LineSearchStatus
 from .fullbatch.linesearch import backtracking_linesearch as backtracking_linesearch
 from .fullbatch.linesearch import gradient_descent_linesearch as gradient_descent_linesearch
-from .fullbatch.linesearch import zoom_linesearch as zoom_linesearch
+from .fullbatch.zoom import zoom_linesearch as zoom_linesearch
 from .fullbatch.lbfgs import LbfgsState as LbfgsState
 from .fullbatch.lbfgs import lbfgs as lbfgs
 from .fullbatch.lbfgs import scale_by_lbfgs as scale_by_lbfgs
@@ -161,5 +161,11 @@ from .fullbatch.cg import scale_by_conjugate_gradient as scale_by_conjugate_grad
 from .fullbatch.minimize import MinimizeResult as MinimizeResult
 from .fullbatch.minimize import MinimizeStatus as MinimizeStatus
 from .fullbatch.minimize import minimize as minimize
+
+# Checkpoints
+from .checkpoint import load as load
+from .checkpoint import load_state_dict as load_state_dict
+from .checkpoint import save as save
+from .checkpoint import state_dict as state_dict
 
 __version__ = "0.1.0"

@@ -91,8 +91,10 @@ def check_hparam(
 ) -> None:
     """Raise ``ValueError`` if a hyperparameter is not a finite number in range.
 
-    Traced values pass (they cannot be checked in Python). Callables pass only when the
-    hyperparameter accepts a schedule.
+    A value that must be nonzero (an open bound at 0: ``low=0, low_open=True``) must also
+    be nonzero in float32, the narrowest dtype math runs in: at least float32's smallest
+    normal number (XLA flushes subnormals to 0). Traced values pass (they cannot be
+    checked in Python). Callables pass only when the hyperparameter accepts a schedule.
     """
     if isinstance(value, jax.core.Tracer):
         return
@@ -112,6 +114,18 @@ def check_hparam(
     bad |= high is not None and (number >= high if high_open else number > high)
     if bad:
         raise ValueError(f"{owner}: {name} must be a finite number in {bounds}, got {value!r}")
+    # An open bound at 0 means the value must stay nonzero (eps, a step size): math runs
+    # in at least float32, where XLA flushes subnormals to 0, so a value below float32's
+    # smallest normal number is 0 there (eps=1e-45: 0 / 0 = NaN on a zero gradient).
+    if low_open and low == 0 and number < _F32_TINY:
+        raise ValueError(
+            f"{owner}: {name} must be at least {_F32_TINY:.8g}, float32's smallest normal "
+            f"number (math runs in at least float32, where a smaller value is 0), "
+            f"got {value!r}"
+        )
+
+
+_F32_TINY = float(np.finfo(np.float32).tiny)  # 1.1754944e-38
 
 
 def check_int(owner: str, name: str, value: Any, *, low: int) -> None:

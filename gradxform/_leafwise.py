@@ -140,13 +140,53 @@ def map_params(fn: Callable, tree: PyTree, *rest: PyTree) -> PyTree:
 def new_slot(x: Any, dtype: Any, fill: Any = 0) -> jax.Array:
     """A state slot for parameter ``x`` (array, ShapeDtypeStruct or Python scalar).
 
-    Filled with ``fill`` (default 0). A concrete sharded parameter gets a slot with the
-    same sharding, so optimizer state shards exactly like the parameters.
+    Filled with ``fill`` (default 0). The slot gets the parameter's sharding wherever it
+    is known, so optimizer state shards exactly like the parameters and is never built
+    whole on one device first:
+
+    - a concrete array, or a ``ShapeDtypeStruct`` carrying a sharding: that sharding;
+    - a tracer (``init`` under ``jit``/``eval_shape``) whose type names mesh axes (a mesh
+      with ``Explicit`` axes, ``jax.make_mesh``'s default, under ``jax.set_mesh``): that
+      sharding, as ``out_sharding``. With ``Auto`` axes (``jax.sharding.Mesh``'s
+      default) JAX does not show the input's sharding while tracing; there give
+      ``jax.jit(tx.init, out_shardings=...)``, or call ``tx.init`` on ShapeDtypeStructs
+      that carry shardings (outside ``jit``, or closed over by it).
     """
     shape = getattr(x, "shape", ())
-    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-        return jnp.full(shape, fill, dtype, device=x.sharding)
+    if isinstance(x, jax.core.Tracer):
+        traced = _traced_sharding(x)
+        if traced is not None:
+            return jnp.full(shape, fill, dtype, out_sharding=traced)
+        return jnp.full(shape, fill, dtype)
+    if isinstance(x, jax.Array) and not x.committed:
+        # An uncommitted parameter (jnp.zeros, flax's init) is on the default device and
+        # free to move: so is its slot. A committed slot next to uncommitted parameters
+        # changes the jitted step's input shardings after its first call (a 2nd compile).
+        return jnp.full(shape, fill, dtype)
+    sharding = getattr(x, "sharding", None)  # jax.Array; ShapeDtypeStruct (may be None)
+    if isinstance(sharding, jax.sharding.Sharding):
+        slot = jnp.full(shape, fill, dtype, device=sharding)
+        if isinstance(slot, jax.core.Tracer) and len(sharding.device_set) > 1:
+            # Under a trace (``jax.jit(lambda: tx.init(abstract_params))``) ``device=``
+            # is dropped: constrain instead, so the compiled init builds it sharded.
+            slot = jax.lax.with_sharding_constraint(slot, sharding)
+        return slot
+    if isinstance(sharding, jax.sharding.PartitionSpec):  # SDS built under jax.set_mesh
+        return jnp.full(shape, fill, dtype, out_sharding=sharding)
     return jnp.full(shape, fill, dtype)
+
+
+def _traced_sharding(x: jax.core.Tracer) -> Any:
+    """The sharding a tracer's type shows, or None when it names no mesh axis (Auto axes
+    hide the input's sharding while tracing: the spec reads P(None, ...))."""
+    try:
+        sharding = jax.typeof(x).sharding
+    except AttributeError:  # an aval without sharding (older or exotic tracers)
+        return None
+    spec = getattr(sharding, "spec", None)
+    if spec is None or all(axis is None for axis in spec):
+        return None
+    return sharding
 
 
 def abs2(g: jax.Array) -> jax.Array:

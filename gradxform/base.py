@@ -15,7 +15,10 @@ Conventions shared by every transform in the package:
 - ``None`` leaves and leaves that are not arrays (strings, Python ints, objects) are
   "not optimized": their state slot is ``None`` and their update passes through as is.
 - Math runs in at least float32 whatever the parameter dtype; an update leaves a
-  transform with the dtype it came in with.
+  transform with the dtype it came in with. ``chain`` casts float16/bfloat16 updates to
+  float32 once on entry, passes float32 between its members and rounds once on exit (a
+  nested chain gets float32, so only the outermost rounds): no intermediate overflows
+  or is rounded on its way.
 - Trees that must match (updates vs params vs state slots) are checked, and a mismatch
   names the first differing key path.
 
@@ -27,11 +30,13 @@ package; everything else builds on them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._checks import (
     check_param_dtypes,
@@ -43,7 +48,7 @@ from ._checks import (
 )
 from ._leafwise import cast, per_leaf, wider_dtype, zeros_like_updates
 from ._module import Module, static_field
-from ._typing import OptState, Params, Updates
+from ._typing import OptState, Params, TreeDef, Updates
 
 __all__ = [
     "GradientTransformation",
@@ -79,7 +84,13 @@ class GradientTransformation(Module):
 
     ``update`` accepts extra keyword arguments (``value``, ``grad``, ``value_fn`` ...);
     transforms that do not need them ignore them, and ``chain`` forwards them to all.
+
+    ``lands_on_params`` (class attribute, default False) marks transforms whose updates
+    land parameters exactly on a target (projections, proximal steps): their output keeps
+    the parameter's precision, and ``chain`` does not round it below that.
     """
+
+    lands_on_params: ClassVar[bool] = False
 
     def init(self, params: Params) -> OptState:
         raise NotImplementedError
@@ -150,12 +161,40 @@ class set_to_zero(GradientTransformation):
         return zeros_like_updates(updates), state
 
 
+def _member_name(t: Any) -> str:
+    """A chain member's default name: a named optimizer's name ("adamw", not "chain"), a
+    transform's type; a foreign transform (Optax's: a NamedTuple of two closures) is named
+    after the function that built it, from its update's ``__qualname__``
+    (``scale_by_adam.<locals>.update_fn`` -> ``scale_by_adam``; a bound method
+    ``MultiSteps.update`` -> ``MultiSteps``), else after its type."""
+    if isinstance(t, chain):
+        return getattr(t, "name", None) or type(t).__name__
+    if isinstance(t, Module):
+        return type(t).__name__
+    update = getattr(t, "update", None)
+    owner = getattr(update, "__self__", None)
+    if owner is not None and not isinstance(owner, type):
+        return type(owner).__name__
+    head, locals_, rest = getattr(update, "__qualname__", "").partition(".<locals>.")
+    if locals_ and head.isidentifier() and not rest.endswith("<lambda>"):
+        return head
+    return type(t).__name__
+
+
+def _is_static_member(t: Any) -> bool:
+    """A member that is not a Module and holds no number or array (an Optax transform:
+    two functions; ``optax.MultiSteps``: an object) is structure, part of the treedef, so a
+    chain holding it can be a jit argument (a function is not a valid jit argument)."""
+    if isinstance(t, Module):
+        return False
+    return not any(
+        isinstance(x, int | float | complex) or (hasattr(x, "shape") and hasattr(x, "dtype"))
+        for x in jax.tree_util.tree_leaves(t)
+    )
+
+
 def _unique_names(transforms: tuple) -> tuple[str, ...]:
-    # A named optimizer inside a chain is called by its name ("adamw"), not "chain".
-    base = [
-        getattr(t, "name", None) or type(t).__name__ if isinstance(t, chain) else type(t).__name__
-        for t in transforms
-    ]
+    base = [_member_name(t) for t in transforms]
     return tuple(
         n if base.count(n) == 1 else f"{n}_{base[:i].count(n)}" for i, n in enumerate(base)
     )
@@ -228,7 +267,10 @@ class chain(GradientTransformation):
     ``chain(a, b)`` names inner states after the transform types (``scale_by_adam``;
     repeated types get ``_0``, ``_1`` suffixes); ``chain(clip=a, adam=b)`` uses the given
     names. Positional transforms come first. ``update``'s extra keyword arguments
-    (``value``, ``grad``, ...) are passed to every member.
+    (``value``, ``grad``, ...) are passed to every member. Float16/bfloat16 updates are
+    cast to float32 on entry, members exchange float32, and each leaf is rounded back to
+    its incoming dtype once on exit (kept wider where a member that lands parameters,
+    ``lands_on_params``, made it the parameter's wider dtype).
 
     Args:
       *transforms: the members, applied in order, named after their types.
@@ -290,17 +332,34 @@ class chain(GradientTransformation):
             return getattr(self, key)
         return self.transforms[key]
 
+    # Members that are structure (_is_static_member: Optax transforms) go in the treedef
+    # with their positions; the others are children, keyed by member name.
+    def _static_members(self) -> tuple:
+        return tuple((i, t) for i, t in enumerate(self.transforms) if _is_static_member(t))
+
     def _tree_flatten_with_keys(self):
-        keyed = [(jax.tree_util.GetAttrKey(n), t) for n, t in zip(self.names, self.transforms)]
-        return keyed, (self.names, self.name)
+        static = self._static_members()
+        skip = {i for i, _ in static}
+        keyed = [
+            (jax.tree_util.GetAttrKey(n), t)
+            for i, (n, t) in enumerate(zip(self.names, self.transforms))
+            if i not in skip
+        ]
+        return keyed, (self.names, self.name, static)
 
     def _tree_flatten(self):
-        return list(self.transforms), (self.names, self.name)
+        static = self._static_members()
+        skip = {i for i, _ in static}
+        children = [t for i, t in enumerate(self.transforms) if i not in skip]
+        return children, (self.names, self.name, static)
 
     @classmethod
     def _tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
-        object.__setattr__(obj, "transforms", tuple(children))
+        members = list(children)
+        for i, t in aux[2]:
+            members.insert(i, t)
+        object.__setattr__(obj, "transforms", tuple(members))
         object.__setattr__(obj, "names", aux[0])
         object.__setattr__(obj, "name", aux[1])
         return obj
@@ -328,6 +387,10 @@ class chain(GradientTransformation):
                 f"with names {self.names}, got {got}. Did you init a different transform?"
             )
         check_params(updates, params)
+        # Members exchange at least float32: a float16/bfloat16 update is upcast once
+        # here and rounded once on the way out, so no intermediate (a momentum buffer
+        # read back before the learning rate scales it) overflows or rounds on its way.
+        updates, incoming = _upcast_narrow(updates)
         new_states = []
         for name, t, s in zip(self.names, self.transforms, state.states):
             try:
@@ -336,7 +399,69 @@ class chain(GradientTransformation):
                 e.add_note(f"(raised in chain step {name!r})")
                 raise
             new_states.append(s)
+        if incoming is not None:
+            updates = _round_back(updates, incoming, params if _lands(self) else None)
         return updates, ChainState(self.names, tuple(new_states))
+
+
+def _upcast_narrow(updates: Updates) -> tuple[Updates, list | None]:
+    """``updates`` with float16/bfloat16 array leaves cast to float32, and the incoming
+    dtype of each leaf (None for leaves left alone); ``None`` when nothing was cast."""
+    treedef: TreeDef
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
+    incoming = [
+        x.dtype if isinstance(x, (jax.Array, np.ndarray)) and _is_narrow(x.dtype) else None
+        for x in leaves
+    ]
+    if not any(d is not None for d in incoming):
+        return updates, None
+    up = [x if d is None else cast(x, jnp.float32) for x, d in zip(leaves, incoming)]
+    return treedef.unflatten(up), incoming
+
+
+@functools.lru_cache(maxsize=64)
+def _is_narrow(dtype: Any) -> bool:
+    """A floating dtype narrower than float32 (float16, bfloat16, float8s): upcast."""
+    return bool(jnp.issubdtype(dtype, jnp.floating)) and jnp.dtype(dtype).itemsize < 4
+
+
+def _round_back(updates: Updates, incoming: list, params: Params | None) -> Updates:
+    """Each upcast leaf cast back to its incoming dtype, once, at the chain's exit.
+
+    Only a leaf that is still the float32 the chain made of it: a member that chose
+    another dtype keeps it. With ``params`` (a member lands parameters exactly on a
+    target, see ``_lands``) the leaf keeps the parameter's precision when it is wider,
+    as that member made it: -p rounded to bfloat16 would miss 0.
+    """
+    treedef: TreeDef
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
+    if len(leaves) != len(incoming):  # a member changed the tree: leave it as it is
+        return updates
+    ps = [None] * len(leaves)
+    if params is not None:
+        ps = jax.tree_util.tree_leaves(params, is_leaf=is_none)
+    out = []
+    for u, d, p in zip(leaves, incoming, ps):
+        if d is not None and isinstance(u, (jax.Array, np.ndarray)) and u.dtype == jnp.float32:
+            target = wider_dtype(d, jnp.result_type(p)) if is_param(p) else d
+            u = cast(u, target)
+        out.append(u)
+    return treedef.unflatten(out)
+
+
+def _lands(t: Any) -> bool:
+    """True when ``t`` or a transform inside it lands parameters exactly on a target
+    (projections, proximal steps: class attribute ``lands_on_params``)."""
+    if getattr(type(t), "lands_on_params", False):
+        return True
+    inner = t.__dict__.get("inner") if hasattr(t, "__dict__") else None
+    subs = [inner] if inner is not None else []
+    members = t.__dict__.get("transforms") if hasattr(t, "__dict__") else None
+    if isinstance(members, dict):
+        subs += list(members.values())
+    elif isinstance(members, tuple):
+        subs += list(members)
+    return any(_lands(x) for x in subs)
 
 
 def named_chain(name: str, *transforms: GradientTransformation | None) -> chain:

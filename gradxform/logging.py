@@ -8,9 +8,11 @@ loggers outside ``jit``.
 
 - ``JsonlLogger(path)`` and ``CsvLogger(path)``: no dependency beyond the standard library.
 - ``MLflowLogger(experiment, run_name, tracking_uri)``: logs to an MLflow run (seed 004
-  logs every epoch's loss to MLflow). ``tracking_uri`` defaults to a local SQLite store
+  logs every epoch's loss to MLflow): the active run if there is one, else a run of its
+  own (a context manager ends it). The tracking URI is ``tracking_uri``, else the one set
+  with ``mlflow.set_tracking_uri`` or ``MLFLOW_TRACKING_URI``, else a local SQLite store
   ``sqlite:///mlflow.db`` in the working directory, so it works on a fresh machine with no
-  server; pass ``"http://host:5000"`` for a real server. Needs the ``mlflow`` extra.
+  server. Needs the ``mlflow`` extra.
 """
 
 from __future__ import annotations
@@ -150,13 +152,37 @@ def _mlflow_key(name: str) -> str:
 
 
 class MLflowLogger:
-    """Logs to an MLflow run; starts it on construction, ends it on ``close()``.
+    """Logs to an MLflow run, the way MLflow's own ``log_*`` functions would.
+
+    Where it logs:
+
+    - inside ``with mlflow.start_run():`` (an active run), into that run, through the
+      tracking URI in effect; the run stays open: it belongs to whoever started it, so
+      ``close()`` only marks the logger closed;
+    - otherwise into a new run of ``experiment`` (created if missing), started on
+      construction and ended by ``close()`` or at the end of a ``with`` block.
+
+    The tracking URI is, first found: ``tracking_uri``; the one set with
+    ``mlflow.set_tracking_uri``; the ``MLFLOW_TRACKING_URI`` environment variable; a local
+    SQLite store ``sqlite:///mlflow.db`` in the working directory (no server needed).
+
+    As a context manager (``with MLflowLogger() as log: ...``), a run it started ends
+    ``FINISHED``, or ``FAILED`` when the block raises (the exception propagates). Values
+    go through ``MlflowClient.log_batch`` in batches within MLflow's limits. The attributes
+    ``tracking_uri``, ``run_id`` and ``owns_run`` say where it logs. Needs the ``mlflow``
+    extra.
 
     Args:
-      experiment: experiment name (created if missing), default ``"gradxform"``.
-      run_name: optional run name.
-      tracking_uri: default ``sqlite:///mlflow.db`` in the working directory.
+      experiment: experiment name for a new run (created if missing), default
+        ``"gradxform"``; unused when logging into an active run.
+      run_name: optional name of a new run; unused when logging into an active run.
+      tracking_uri: e.g. ``"http://127.0.0.1:5000"``; default: see above. An active run is
+        reused only when this is unset or equal to ``mlflow.get_tracking_uri()``.
     """
+
+    # MLflow's log_batch limits: params and metrics per request.
+    _MAX_PARAMS = 100
+    _MAX_METRICS = 1000
 
     def __init__(
         self,
@@ -165,21 +191,40 @@ class MLflowLogger:
         tracking_uri: str | None = None,
     ):
         try:
+            import mlflow
             from mlflow.tracking import MlflowClient
         except ImportError as e:
             raise ImportError("MLflowLogger needs mlflow: pip install 'gradxform[mlflow]'") from e
-        self.tracking_uri = tracking_uri or "sqlite:///" + os.path.abspath("mlflow.db")
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
-        self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
+        active = mlflow.active_run()
+        if active is not None and tracking_uri in (None, mlflow.get_tracking_uri()):
+            # The active run lives in the store of the URI in effect (mlflow.log_* use it).
+            self.tracking_uri = mlflow.get_tracking_uri()
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            self.run_id: str = active.info.run_id
+            self.owns_run = False
+        else:
+            if tracking_uri is None:
+                # set_tracking_uri or MLFLOW_TRACKING_URI; else our default (not MLflow's,
+                # which depends on the version and on an existing ./mlruns).
+                if mlflow.is_tracking_uri_set():
+                    tracking_uri = mlflow.get_tracking_uri()
+                else:
+                    tracking_uri = "sqlite:///" + os.path.abspath("mlflow.db")
+            self.tracking_uri = tracking_uri
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+            self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
+            self.owns_run = True
+        self.closed = False
 
     def log_config(self, tx: Any) -> None:
         from mlflow.entities import Param
 
         cfg = config_dict(tx)
         params = [Param(_mlflow_key(k), str(v)[:6000]) for k, v in cfg.items()]
-        self.client.log_batch(self.run_id, params=params)
+        for i in range(0, len(params), self._MAX_PARAMS):
+            self.client.log_batch(self.run_id, params=params[i : i + self._MAX_PARAMS])
 
     def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
         import time
@@ -188,7 +233,22 @@ class MLflowLogger:
 
         now = int(time.time() * 1000)
         batch = [Metric(_mlflow_key(k), v, now, int(step)) for k, v in _floats(metrics).items()]
-        self.client.log_batch(self.run_id, metrics=batch)
+        for i in range(0, len(batch), self._MAX_METRICS):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + self._MAX_METRICS])
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+    def close(self, status: str = "FINISHED") -> None:
+        """Ends the run if this logger started it (a run it reused stays open); idempotent.
+
+        Args:
+          status: the run's final status, ``"FINISHED"`` (default), ``"FAILED"`` or
+            ``"KILLED"``.
+        """
+        if not self.closed and self.owns_run:
+            self.client.set_terminated(self.run_id, status=status)
+        self.closed = True
+
+    def __enter__(self) -> MLflowLogger:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close("FINISHED" if exc_type is None else "FAILED")

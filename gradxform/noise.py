@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY
 from typing import NamedTuple
 
 import jax
@@ -26,7 +27,8 @@ class add_noise(GradientTransformation):
     """Adds annealed noise: u <- u + N(0, sigma_t^2), sigma_t^2 = eta / (1 + t)**gamma.
 
     Complex leaves get circular complex noise with the same total variance; t is the
-    number of updates already applied (0 at the first).
+    number of updates already applied (0 at the first). ``seed`` is keyword-only: Optax's
+    third positional argument is a PRNG ``key``.
 
     Args:
       eta: the initial variance, > 0. Default 0.01 (Neelakantan et al., 2015).
@@ -47,6 +49,7 @@ class add_noise(GradientTransformation):
 
     eta: Scalar = 0.01
     gamma: Scalar = 0.55
+    _: KW_ONLY
     seed: int = static_field(default=0)
 
     def __post_init__(self):

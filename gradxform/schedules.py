@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from dataclasses import KW_ONLY
 
 import jax.numpy as jnp
 
 from ._checks import check_hparam, concrete_number
 from ._leafwise import scalar_dtype
-from ._module import Module, static_field
+from ._module import static_field
+from ._schedule import (
+    Schedule,
+    check_pieces,
+    check_steps,
+    cos_anneal,
+    progress,
+    step_value,
+)
 from ._typing import Scalar
 
 __all__ = [
-    "Schedule",
     "constant_schedule",
     "linear_schedule",
     "polynomial_schedule",
@@ -35,60 +42,6 @@ __all__ = [
     "sgdr_schedule",
     "join_schedules",
 ]
-
-
-class Schedule(Module):
-    """Base class: ``schedule(count)`` returns the value at step ``count``."""
-
-    def __call__(self, count: Any) -> Any:
-        raise NotImplementedError
-
-
-def _t(count: Any) -> Any:
-    return jnp.asarray(count).astype(scalar_dtype())
-
-
-def _check_steps(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
-    check_hparam(owner, name, value, low=0, low_open=not allow_zero)
-
-
-def _check_pieces(obj: Any, owner: str, pieces: str) -> tuple:
-    """Freeze ``obj.boundaries`` and ``obj.<pieces>`` to tuples and check they fit.
-
-    Boundaries must be strictly increasing non-negative integers, one fewer than pieces.
-    """
-    try:
-        b, v = tuple(obj.boundaries), tuple(getattr(obj, pieces))
-    except TypeError as e:
-        raise TypeError(f"{owner}: boundaries and {pieces} must be sequences ({e})") from None
-    object.__setattr__(obj, "boundaries", b)
-    object.__setattr__(obj, pieces, v)
-    if len(v) != len(b) + 1:
-        raise ValueError(
-            f"{owner}: need len({pieces}) == len(boundaries) + 1, got {len(v)} {pieces} for "
-            f"{len(b)} boundaries"
-        )
-
-    def step_number(x: Any) -> bool:  # a Python or NumPy integer (or integral float), not a bool
-        # Tested apart: mypy's numbers.Real admits neither bool nor int(x), so narrowing
-        # x to it would make the rest of the test unreachable to the type checker.
-        real = isinstance(x, numbers.Real) and not isinstance(x, bool)
-        return real and math.isfinite(x) and int(x) == x
-
-    if (
-        not all(map(step_number, b))
-        or any(x < 0 for x in b)
-        or any(x >= y for x, y in zip(b, b[1:]))
-    ):
-        raise ValueError(
-            f"{owner}: boundaries must be strictly increasing non-negative integers, got {b}"
-        )
-    return v
-
-
-def _progress(count, begin, steps):
-    """Fraction of a transition done, clipped to [0, 1]."""
-    return jnp.clip((_t(count) - begin) / steps, 0.0, 1.0)
 
 
 class constant_schedule(Schedule):
@@ -136,11 +89,11 @@ class linear_schedule(Schedule):
     def __post_init__(self):
         for n in ("init_value", "end_value"):
             check_hparam("linear_schedule", n, getattr(self, n))
-        _check_steps("linear_schedule", "transition_steps", self.transition_steps)
-        _check_steps("linear_schedule", "transition_begin", self.transition_begin, allow_zero=True)
+        check_steps("linear_schedule", "transition_steps", self.transition_steps)
+        check_steps("linear_schedule", "transition_begin", self.transition_begin, allow_zero=True)
 
     def __call__(self, count):
-        frac = _progress(count, self.transition_begin, self.transition_steps)
+        frac = progress(count, self.transition_begin, self.transition_steps)
         return self.init_value + (self.end_value - self.init_value) * frac
 
 
@@ -172,13 +125,13 @@ class polynomial_schedule(Schedule):
         for n in ("init_value", "end_value"):
             check_hparam("polynomial_schedule", n, getattr(self, n))
         check_hparam("polynomial_schedule", "power", self.power, low=0, low_open=True)
-        _check_steps("polynomial_schedule", "transition_steps", self.transition_steps)
-        _check_steps(
+        check_steps("polynomial_schedule", "transition_steps", self.transition_steps)
+        check_steps(
             "polynomial_schedule", "transition_begin", self.transition_begin, allow_zero=True
         )
 
     def __call__(self, count):
-        frac = _progress(count, self.transition_begin, self.transition_steps)
+        frac = progress(count, self.transition_begin, self.transition_steps)
         return (self.init_value - self.end_value) * (1 - frac) ** self.power + self.end_value
 
 
@@ -187,7 +140,9 @@ class exponential_decay(Schedule):
 
     ``end_value`` bounds the result (a floor when decaying, a ceiling when growing).
     ``staircase=True`` with ``transition_steps=k`` is torch ``StepLR(step_size=k, gamma)``;
-    ``transition_steps=1`` is ``ExponentialLR(gamma)``.
+    ``transition_steps=1`` is ``ExponentialLR(gamma)``. Arguments after ``init_value``
+    are keyword-only: Optax's order is (init_value, transition_steps, decay_rate), so a
+    ported positional call raises instead of swapping the two.
 
     Args:
       init_value: v0. No default.
@@ -204,6 +159,7 @@ class exponential_decay(Schedule):
     """
 
     init_value: Scalar
+    _: KW_ONLY
     decay_rate: Scalar
     transition_steps: Scalar = 1
     transition_begin: Scalar = 0
@@ -213,15 +169,13 @@ class exponential_decay(Schedule):
     def __post_init__(self):
         check_hparam("exponential_decay", "init_value", self.init_value)
         check_hparam("exponential_decay", "decay_rate", self.decay_rate, low=0, low_open=True)
-        _check_steps("exponential_decay", "transition_steps", self.transition_steps)
-        _check_steps(
-            "exponential_decay", "transition_begin", self.transition_begin, allow_zero=True
-        )
+        check_steps("exponential_decay", "transition_steps", self.transition_steps)
+        check_steps("exponential_decay", "transition_begin", self.transition_begin, allow_zero=True)
         if self.end_value is not None:
             check_hparam("exponential_decay", "end_value", self.end_value)
 
     def __call__(self, count):
-        p = jnp.maximum(_t(count) - self.transition_begin, 0.0) / self.transition_steps
+        p = jnp.maximum(step_value(count) - self.transition_begin, 0.0) / self.transition_steps
         if self.staircase:
             p = jnp.floor(p)
         v = self.init_value * jnp.asarray(self.decay_rate, scalar_dtype()) ** p
@@ -258,10 +212,10 @@ class inverse_time_decay(Schedule):
     def __post_init__(self):
         check_hparam("inverse_time_decay", "init_value", self.init_value)
         check_hparam("inverse_time_decay", "decay_rate", self.decay_rate, low=0)
-        _check_steps("inverse_time_decay", "transition_steps", self.transition_steps)
+        check_steps("inverse_time_decay", "transition_steps", self.transition_steps)
 
     def __call__(self, count):
-        p = _t(count) / self.transition_steps
+        p = step_value(count) / self.transition_steps
         if self.staircase:
             p = jnp.floor(p)
         return self.init_value / (1 + self.decay_rate * p)
@@ -288,7 +242,7 @@ class piecewise_constant_schedule(Schedule):
     values: tuple
 
     def __post_init__(self):
-        v = _check_pieces(self, "piecewise_constant_schedule", "values")
+        v = check_pieces(self, "piecewise_constant_schedule", "values")
         for i, x in enumerate(v):
             check_hparam("piecewise_constant_schedule", f"values[{i}]", x)
 
@@ -296,10 +250,6 @@ class piecewise_constant_schedule(Schedule):
         t = jnp.asarray(count)
         idx = sum((t >= b).astype(jnp.int32) for b in self.boundaries)
         return jnp.stack([jnp.asarray(x, scalar_dtype()) for x in self.values])[idx]
-
-
-def _cos_anneal(start, end, frac):
-    return end + (start - end) * 0.5 * (1 + jnp.cos(math.pi * frac))
 
 
 class cosine_decay_schedule(Schedule):
@@ -327,12 +277,12 @@ class cosine_decay_schedule(Schedule):
 
     def __post_init__(self):
         check_hparam("cosine_decay_schedule", "init_value", self.init_value)
-        _check_steps("cosine_decay_schedule", "decay_steps", self.decay_steps)
+        check_steps("cosine_decay_schedule", "decay_steps", self.decay_steps)
         check_hparam("cosine_decay_schedule", "alpha", self.alpha, low=0, high=1)
         check_hparam("cosine_decay_schedule", "exponent", self.exponent, low=0, low_open=True)
 
     def __call__(self, count):
-        frac = _progress(count, 0, self.decay_steps)
+        frac = progress(count, 0, self.decay_steps)
         c = 0.5 * (1 + jnp.cos(math.pi * frac))
         return self.init_value * ((1 - self.alpha) * c**self.exponent + self.alpha)
 
@@ -366,8 +316,8 @@ class warmup_cosine_decay_schedule(Schedule):
         o = "warmup_cosine_decay_schedule"
         for n in ("init_value", "peak_value", "end_value"):
             check_hparam(o, n, getattr(self, n))
-        _check_steps(o, "warmup_steps", self.warmup_steps, allow_zero=True)
-        _check_steps(o, "decay_steps", self.decay_steps)
+        check_steps(o, "warmup_steps", self.warmup_steps, allow_zero=True)
+        check_steps(o, "decay_steps", self.decay_steps)
         w, d = concrete_number(self.warmup_steps), concrete_number(self.decay_steps)
         if w is not None and d is not None and w >= d:
             raise ValueError(
@@ -376,11 +326,11 @@ class warmup_cosine_decay_schedule(Schedule):
             )
 
     def __call__(self, count):
-        t = _t(count)
+        t = step_value(count)
         w = self.warmup_steps
         warm = self.init_value + (self.peak_value - self.init_value) * t / jnp.maximum(w, 1)
         frac = jnp.clip((t - w) / (self.decay_steps - w), 0.0, 1.0)
-        return jnp.where(t < w, warm, _cos_anneal(self.peak_value, self.end_value, frac))
+        return jnp.where(t < w, warm, cos_anneal(self.peak_value, self.end_value, frac))
 
 
 class one_cycle_schedule(Schedule):
@@ -389,7 +339,9 @@ class one_cycle_schedule(Schedule):
     Starts at peak/div_factor, cosine-anneals up to ``peak_value`` at step pct_start*T,
     then down to peak/(div_factor*final_div_factor) at step T (and stays there). The
     shape of torch ``OneCycleLR(anneal_strategy="cos", three_phase=False)``, whose phase
-    boundaries sit one step earlier (pct_start*T - 1 and T - 1).
+    boundaries sit one step earlier (pct_start*T - 1 and T - 1). Every argument is
+    keyword-only: torch's ``OneCycleLR`` takes (max_lr, total_steps), Optax's
+    ``cosine_onecycle_schedule`` (transition_steps, peak_value).
 
     Args:
       transition_steps: T > 0, the length of the cycle. No default.
@@ -405,6 +357,7 @@ class one_cycle_schedule(Schedule):
       [0.04, 1.0, 4e-06]
     """
 
+    _: KW_ONLY
     transition_steps: Scalar
     peak_value: Scalar
     pct_start: Scalar = 0.3
@@ -413,20 +366,20 @@ class one_cycle_schedule(Schedule):
 
     def __post_init__(self):
         o = "one_cycle_schedule"
-        _check_steps(o, "transition_steps", self.transition_steps)
+        check_steps(o, "transition_steps", self.transition_steps)
         check_hparam(o, "peak_value", self.peak_value)
         check_hparam(o, "pct_start", self.pct_start, low=0, high=1, low_open=True, high_open=True)
         check_hparam(o, "div_factor", self.div_factor, low=0, low_open=True)
         check_hparam(o, "final_div_factor", self.final_div_factor, low=0, low_open=True)
 
     def __call__(self, count):
-        t = _t(count)
+        t = step_value(count)
         start = self.peak_value / self.div_factor
         final = start / self.final_div_factor
         t1 = self.pct_start * self.transition_steps
-        up = _cos_anneal(start, self.peak_value, jnp.clip(t / t1, 0.0, 1.0))
+        up = cos_anneal(start, self.peak_value, jnp.clip(t / t1, 0.0, 1.0))
         down_frac = jnp.clip((t - t1) / (self.transition_steps - t1), 0.0, 1.0)
-        down = _cos_anneal(self.peak_value, final, down_frac)
+        down = cos_anneal(self.peak_value, final, down_frac)
         return jnp.where(t < t1, up, down)
 
 
@@ -457,7 +410,7 @@ class sgdr_schedule(Schedule):
     def __post_init__(self):
         check_hparam("sgdr_schedule", "init_value", self.init_value)
         check_hparam("sgdr_schedule", "end_value", self.end_value)
-        _check_steps("sgdr_schedule", "period", self.period)
+        check_steps("sgdr_schedule", "period", self.period)
         pm: object = self.period_mult  # as given: checked here, then stored as an int
         if isinstance(pm, bool) or not isinstance(pm, numbers.Integral) or pm < 1:
             raise ValueError(
@@ -466,7 +419,7 @@ class sgdr_schedule(Schedule):
         object.__setattr__(self, "period_mult", int(pm))
 
     def __call__(self, count):
-        t = _t(count)
+        t = step_value(count)
         m = self.period_mult
         if m == 1:
             n = jnp.floor(t / self.period)
@@ -478,7 +431,7 @@ class sgdr_schedule(Schedule):
             n = jnp.where(t >= start + self.period * m**n, n + 1, n)
         start = self.period * n if m == 1 else self.period * (m**n - 1) / (m - 1)
         length = self.period * (1.0 if m == 1 else m**n)
-        return _cos_anneal(self.init_value, self.end_value, (t - start) / length)
+        return cos_anneal(self.init_value, self.end_value, (t - start) / length)
 
 
 class join_schedules(Schedule):
@@ -503,7 +456,7 @@ class join_schedules(Schedule):
     boundaries: tuple = static_field()
 
     def __post_init__(self):
-        s = _check_pieces(self, "join_schedules", "schedules")
+        s = check_pieces(self, "join_schedules", "schedules")
         for i, f in enumerate(s):
             if not callable(f):
                 raise TypeError(f"join_schedules: schedules[{i}] is not callable: {f!r}")

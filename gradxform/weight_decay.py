@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ from ._checks import (
     check_param_dtypes,
     check_params,
     check_tree_structure,
-    is_active,
+    concrete_number,
     is_none,
     is_param,
     need_params,
@@ -118,6 +118,15 @@ class add_decayed_weights(GradientTransformation):
         return WeightDecayState(count=zero_count())
 
     def update(self, updates, state, params=None, **extra):
+        count = safe_increment(state.count)
+        if concrete_number(self.weight_decay) == 0:
+            # A coefficient known to be 0 (a number, not a traced jit argument or an
+            # optax.inject_hyperparams array) costs nothing and needs no params; the state
+            # is the same as for any other coefficient, so the structure never depends on
+            # whether the coefficient is traced.
+            if params is not None:
+                check_params(updates, params)
+            return updates, WeightDecayState(count=count)
         need_params("add_decayed_weights", params)
         check_params(updates, params)
         wd = resolve(self.weight_decay, state.count)
@@ -133,7 +142,7 @@ class add_decayed_weights(GradientTransformation):
             return (g.astype(u.dtype),)
 
         updates = map_updates(f, updates, params, mask)[0]
-        return updates, WeightDecayState(count=safe_increment(state.count))
+        return updates, WeightDecayState(count=count)
 
 
 class add_l1_subgradient(GradientTransformation):
@@ -195,6 +204,7 @@ class proximal_l1(GradientTransformation):
 
     strength: Scalar
     learning_rate: ScalarOrSchedule
+    lands_on_params: ClassVar[bool] = True  # chain keeps the update's landing dtype
 
     def __post_init__(self):
         check_hparam("proximal_l1", "strength", self.strength, low=0)
@@ -225,9 +235,24 @@ class proximal_l1(GradientTransformation):
 
 
 def maybe_weight_decay(
-    weight_decay: ScalarOrSchedule, mask: Any = None
+    weight_decay: ScalarOrSchedule | None, mask: Any = None
 ) -> add_decayed_weights | None:
-    """``add_decayed_weights`` for a nonzero (or scheduled) decay, else None."""
-    if mask is not None and not is_active(weight_decay):
-        raise ValueError("weight_decay_mask was given but weight_decay is 0")
-    return add_decayed_weights(weight_decay, mask) if is_active(weight_decay) else None
+    """``add_decayed_weights`` unless ``weight_decay`` is None (the named optimizers'
+    default), in which case the term is left out of the chain.
+
+    The chain's structure, hence its state's, is decided by ``weight_decay is None``, a
+    static fact, never by the coefficient's value: a value is a traced array under
+    ``jit`` or ``optax.inject_hyperparams``, where a concrete 0 and a traced 0 must give
+    the same state (leaving the term out for a concrete 0 made ``init`` and a jitted
+    ``update`` disagree). None rather than "always include the term" keeps the default
+    optimizers as they were (no extra state, no params needed, like Optax's adam and
+    sgd); an explicit 0 keeps the term, whose update then skips its arithmetic.
+    """
+    if weight_decay is None:
+        if mask is not None:
+            raise ValueError(
+                "weight_decay_mask was given but weight_decay is None (no decay); "
+                "give weight_decay a number or a schedule"
+            )
+        return None
+    return add_decayed_weights(weight_decay, mask)

@@ -315,7 +315,7 @@ OPTIMIZERS = _optimizers(
         "sgd",
         quad=dict(learning_rate=0.15),
         rosen=dict(learning_rate=1e-3),
-        primitive=None,  # momentum=0: learning rate only, no per-parameter state
+        primitive=None,  # momentum=None: learning rate only, no per-parameter state
         slots=(),
         reference=ref_sgd,
         torch_cases=(

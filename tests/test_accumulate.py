@@ -47,7 +47,7 @@ def _train(tx, loss, batches):
 def big_vs_accumulated(loss, average, steps=6):
     # Learning rate halves every 2 optimizer steps: a schedule that counted micro-steps
     # would halve it every half step and diverge from the big-batch run at once.
-    sched = gx.exponential_decay(0.1, 0.5, transition_steps=2, staircase=True)
+    sched = gx.exponential_decay(0.1, decay_rate=0.5, transition_steps=2, staircase=True)
     big = [(X, Y)] * steps
     micro = [(X[i : i + 8], Y[i : i + 8]) for _ in range(steps) for i in range(0, 32, 8)]
     p_big, s_big = _train(gx.adam(sched), loss, big)

@@ -544,7 +544,7 @@ def test_minimize_tells_eager_calls_from_traced_ones():
     # minimize caches device scalars only when called eagerly; it tells the two apart with
     # jax.extend.core.find_top_trace against the trace type recorded at import. If JAX
     # changes what that returns, this fails instead of minimize silently caching tracers.
-    from gradxform.fullbatch.minimize import tracing
+    from gradxform.fullbatch._common import tracing
 
     assert not tracing()
     seen = []

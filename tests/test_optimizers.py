@@ -390,7 +390,7 @@ def test_heavy_ball_and_momentum_agree_at_constant_lr_and_differ_under_schedule(
     a = run(gx.heavy_ball(0.05, 0.9), loss, x0, 50)
     b = run(gx.momentum(0.05, 0.9), loss, x0, 50)
     assert max_dist(a, b) < 1e-5
-    sched = gx.exponential_decay(0.05, 0.5, transition_steps=10)
+    sched = gx.exponential_decay(0.05, decay_rate=0.5, transition_steps=10)
     a = run(gx.heavy_ball(sched, 0.9), loss, x0, 50)
     b = run(gx.momentum(sched, 0.9), loss, x0, 50)
     assert max_dist(a, b) > 1e-2

@@ -346,7 +346,7 @@ def test_clip_by_global_norm(max_norm, clipped):
     [
         pytest.param(lambda: gx.scale_by_learning_rate(0.1), [-0.1, -0.1, -0.1], id="float"),
         pytest.param(
-            lambda: gx.scale_by_learning_rate(gx.exponential_decay(0.1, 0.5)),
+            lambda: gx.scale_by_learning_rate(gx.exponential_decay(0.1, decay_rate=0.5)),
             [-0.1, -0.05, -0.025],
             id="schedule",
         ),
@@ -354,7 +354,9 @@ def test_clip_by_global_norm(max_norm, clipped):
             lambda: gx.scale_by_learning_rate(0.1, flip_sign=False), [0.1, 0.1, 0.1], id="no-flip"
         ),
         pytest.param(
-            lambda: gx.scale_by_learning_rate(gx.exponential_decay(0.1, 0.5), flip_sign=False),
+            lambda: gx.scale_by_learning_rate(
+                gx.exponential_decay(0.1, decay_rate=0.5), flip_sign=False
+            ),
             [0.1, 0.05, 0.025],
             id="schedule-no-flip",
         ),
@@ -371,7 +373,7 @@ def test_scale_by_learning_rate(make_tx, lrs):
 
 def test_scale_by_learning_rate_schedule_literal():
     assert_steps_literal(
-        gx.scale_by_learning_rate(gx.exponential_decay(0.5, 0.5)),
+        gx.scale_by_learning_rate(gx.exponential_decay(0.5, decay_rate=0.5)),
         [
             {"a": [-0.5, 1.0, 0.0], "b": [[-0.25, 2.0], [0.0, -1.5]]},
             {"a": [0.125, 0.0, -1.0], "b": [[-0.5, -0.25], [0.0, 0.75]]},
@@ -399,7 +401,9 @@ def test_add_decayed_weights_literal():
 
 def test_add_decayed_weights_mask_and_schedule_literal():
     # wd = 0.5 * 0.5^t = 0.5, 0.25, 0.125 on b only; a passes through.
-    tx = gx.add_decayed_weights(gx.exponential_decay(0.5, 0.5), mask={"a": False, "b": True})
+    tx = gx.add_decayed_weights(
+        gx.exponential_decay(0.5, decay_rate=0.5), mask={"a": False, "b": True}
+    )
     assert_steps_literal(
         tx,
         [
@@ -422,7 +426,7 @@ def test_add_decayed_weights_mask_and_schedule_literal():
     ],
 )
 def test_add_decayed_weights(wd, wds, mask):
-    wd = gx.exponential_decay(0.1, 0.5) if wd == "sched" else wd
+    wd = gx.exponential_decay(0.1, decay_rate=0.5) if wd == "sched" else wd
     mask_tree = mask(PARAMS) if callable(mask) else mask
     with jax.enable_x64(True):
         init_state, steps = run(gx.add_decayed_weights(wd, mask=mask), GRADS, PARAMS)
@@ -461,7 +465,7 @@ PROX_UPDATES = [{k: -0.1 * g[k] for k in KEYS} for g in GRADS]
 )
 def test_proximal_l1(lr, lrs):
     strength = 0.5
-    lr = gx.exponential_decay(0.5, 0.5) if lr == "sched" else lr
+    lr = gx.exponential_decay(0.5, decay_rate=0.5) if lr == "sched" else lr
     # Reference: soft threshold z = p + u -> sign(z) max(|z| - lr strength, 0).
     p, expected = {k: v.copy() for k, v in PROX_P0.items()}, []
     for u, lr_t in zip(PROX_UPDATES, lrs):

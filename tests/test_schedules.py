@@ -76,26 +76,26 @@ CASES = {
     ),
     "exp_continuous": (
         # v0 * rate^(t / steps)
-        lambda: gx.exponential_decay(2.0, 0.5, transition_steps=4),
+        lambda: gx.exponential_decay(2.0, decay_rate=0.5, transition_steps=4),
         [(0, 2.0), (1, 2.0 * 0.5**0.25), (4, 1.0), (6, 2.0 * 0.5**1.5), (8, 0.5)],
     ),
     "exp_staircase_steplr": (
         # torch StepLR(step_size=3, gamma=0.1): v0 * gamma ** (t // 3)
-        lambda: gx.exponential_decay(1.0, 0.1, transition_steps=3, staircase=True),
+        lambda: gx.exponential_decay(1.0, decay_rate=0.1, transition_steps=3, staircase=True),
         [(0, 1.0), (2, 1.0), (3, 0.1), (5, 0.1), (6, 0.1**2), (10, 0.1**3)],
     ),
     "exp_transition_begin": (
-        lambda: gx.exponential_decay(1.0, 0.5, transition_steps=2, transition_begin=5),
+        lambda: gx.exponential_decay(1.0, decay_rate=0.5, transition_steps=2, transition_begin=5),
         [(0, 1.0), (5, 1.0), (7, 0.5), (8, 0.5**1.5), (11, 0.125)],
     ),
     "exp_floor_decaying": (
         # end_value is a floor when rate < 1: 0.5^t bottoms out at 0.2 from t = 3.
-        lambda: gx.exponential_decay(1.0, 0.5, end_value=0.2),
+        lambda: gx.exponential_decay(1.0, decay_rate=0.5, end_value=0.2),
         [(0, 1.0), (2, 0.25), (3, 0.2), (50, 0.2)],
     ),
     "exp_ceiling_growing": (
         # end_value is a ceiling when rate > 1: 2^t tops out at 5 from t = 3.
-        lambda: gx.exponential_decay(1.0, 2.0, end_value=5.0),
+        lambda: gx.exponential_decay(1.0, decay_rate=2.0, end_value=5.0),
         [(0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (40, 5.0)],
     ),
     "inverse_time": (
@@ -178,7 +178,7 @@ CASES = {
     "one_cycle": (
         # T = 100, peak 1, pct_start 0.3, div 25, final_div 1e4:
         # start 1/25 = 0.04, final 0.04 / 1e4 = 4e-6.
-        lambda: gx.one_cycle_schedule(100, 1.0),
+        lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0),
         [
             (0, 1.0 / 25),  # start = peak / div_factor
             (15, 0.04 + (1.0 - 0.04) * 0.5),  # half-way up
@@ -191,7 +191,11 @@ CASES = {
     "one_cycle_custom": (
         # T = 20, peak 2, pct_start 0.5, div 4, final_div 10: start 0.5, final 0.05.
         lambda: gx.one_cycle_schedule(
-            20, 2.0, pct_start=0.5, div_factor=4.0, final_div_factor=10.0
+            transition_steps=20,
+            peak_value=2.0,
+            pct_start=0.5,
+            div_factor=4.0,
+            final_div_factor=10.0,
         ),
         [(0, 0.5), (5, 0.5 + 1.5 * cos_half(0.5)), (10, 2.0), (15, 0.05 + 1.95 * 0.5), (20, 0.05)],
     ),
@@ -275,13 +279,17 @@ FACTORIES = {
     "constant": lambda: gx.constant_schedule(0.3),
     "linear": lambda: gx.linear_schedule(1.0, 0.2, 20, 10),
     "polynomial": lambda: gx.polynomial_schedule(1.0, 0.2, 2, 10),
-    "exponential_decay": lambda: gx.exponential_decay(1.0, 0.5, 4, 2, False, 0.1),
-    "exponential_decay_staircase": lambda: gx.exponential_decay(1.0, 0.1, 3, staircase=True),
+    "exponential_decay": lambda: gx.exponential_decay(
+        1.0, decay_rate=0.5, transition_steps=4, transition_begin=2, staircase=False, end_value=0.1
+    ),
+    "exponential_decay_staircase": lambda: gx.exponential_decay(
+        1.0, decay_rate=0.1, transition_steps=3, staircase=True
+    ),
     "inverse_time_decay": lambda: gx.inverse_time_decay(1.0, 0.5),
     "piecewise": lambda: gx.piecewise_constant_schedule([10, 20], [1.0, 0.1, 0.01]),
     "cosine": lambda: gx.cosine_decay_schedule(2.0, 100, alpha=0.1, exponent=2.0),
     "warmup_cosine": lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 10, 110, 0.1),
-    "one_cycle": lambda: gx.one_cycle_schedule(100, 1.0),
+    "one_cycle": lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0),
     "sgdr": lambda: gx.sgdr_schedule(1.0, 10, end_value=0.1),
     "sgdr_mult2": lambda: gx.sgdr_schedule(1.0, 10, period_mult=2, end_value=0.1),
     "join": lambda: gx.join_schedules(
@@ -373,7 +381,7 @@ def test_python_and_numpy_counts_accepted():
 
 
 def test_one_cycle_monotone_up_then_down():
-    sched = gx.one_cycle_schedule(100, 1.0, pct_start=0.3)
+    sched = gx.one_cycle_schedule(transition_steps=100, peak_value=1.0, pct_start=0.3)
     v = np.asarray(jax.jit(jax.vmap(sched))(jnp.arange(0, 131, dtype=jnp.int32)))
     assert np.all(np.diff(v[:31]) > 0), "must increase strictly up to pct_start * T = 30"
     assert np.all(np.diff(v[30:]) <= 0), "must not increase after the peak"
@@ -415,7 +423,9 @@ def test_schedule_is_a_pytree_with_numbers_as_leaves():
 
 
 def test_static_fields_are_not_leaves():
-    leaves = jax.tree_util.tree_leaves(gx.exponential_decay(0.5, 0.9, 3, staircase=True))
+    leaves = jax.tree_util.tree_leaves(
+        gx.exponential_decay(0.5, decay_rate=0.9, transition_steps=3, staircase=True)
+    )
     assert not any(isinstance(x, bool) for x in leaves)  # staircase is in the treedef
     assert sorted(leaves) == sorted([0.5, 0.9, 3, 0])
     pw = jax.tree_util.tree_leaves(gx.piecewise_constant_schedule([10, 20], [1.0, 0.5, 0.25]))
@@ -445,8 +455,8 @@ def test_different_configs_compare_unequal():
     assert a != gx.cosine_decay_schedule(0.1, 200)
     assert a != gx.cosine_decay_schedule(0.1, 100, alpha=0.5)
     assert a != gx.linear_schedule(0.1, 0.0, 100)
-    e = gx.exponential_decay(1.0, 0.5)
-    assert e != gx.exponential_decay(1.0, 0.5, staircase=True)  # static field differs
+    e = gx.exponential_decay(1.0, decay_rate=0.5)
+    assert e != gx.exponential_decay(1.0, decay_rate=0.5, staircase=True)  # static field differs
     p = gx.piecewise_constant_schedule([10], [1.0, 0.5])
     assert p != gx.piecewise_constant_schedule([11], [1.0, 0.5])
 
@@ -455,7 +465,7 @@ def test_repr_shows_arguments():
     assert repr(gx.cosine_decay_schedule(0.1, 100)) == (
         "cosine_decay_schedule(init_value=0.1, decay_steps=100, alpha=0.0, exponent=1.0)"
     )
-    r = repr(gx.exponential_decay(0.5, 0.9, transition_steps=3, staircase=True))
+    r = repr(gx.exponential_decay(0.5, decay_rate=0.9, transition_steps=3, staircase=True))
     assert r.startswith("exponential_decay(")
     for part in ("init_value=0.5", "decay_rate=0.9", "transition_steps=3", "staircase=True"):
         assert part in r
@@ -528,10 +538,14 @@ def test_changing_static_field_does_retrace():
 
     c = jnp.asarray(5, jnp.int32)
     np.testing.assert_allclose(
-        np.asarray(value(gx.exponential_decay(1.0, 0.5, 2), c)), 0.5**2.5, **F32_TOL
+        np.asarray(value(gx.exponential_decay(1.0, decay_rate=0.5, transition_steps=2), c)),
+        0.5**2.5,
+        **F32_TOL,
     )
     np.testing.assert_allclose(
-        np.asarray(value(gx.exponential_decay(1.0, 0.5, 2, staircase=True), c)),
+        np.asarray(
+            value(gx.exponential_decay(1.0, decay_rate=0.5, transition_steps=2, staircase=True), c)
+        ),
         0.25,
         **F32_TOL,
     )
@@ -551,13 +565,22 @@ INVALID = {
     "linear_begin_negative": (lambda: gx.linear_schedule(1.0, 0.0, 5, -1), "transition_begin"),
     "polynomial_steps_zero": (lambda: gx.polynomial_schedule(1.0, 0.0, 2, 0), "transition_steps"),
     "polynomial_power_zero": (lambda: gx.polynomial_schedule(1.0, 0.0, 0, 10), "power"),
-    "exp_steps_zero": (lambda: gx.exponential_decay(1.0, 0.5, 0), "transition_steps"),
-    "exp_steps_negative": (lambda: gx.exponential_decay(1.0, 0.5, -3), "transition_steps"),
-    "exp_rate_zero": (lambda: gx.exponential_decay(1.0, 0.0), "decay_rate"),
-    "exp_end_nan": (lambda: gx.exponential_decay(1.0, 0.5, end_value=NAN), "end_value"),
+    "exp_steps_zero": (
+        lambda: gx.exponential_decay(1.0, decay_rate=0.5, transition_steps=0),
+        "transition_steps",
+    ),
+    "exp_steps_negative": (
+        lambda: gx.exponential_decay(1.0, decay_rate=0.5, transition_steps=-3),
+        "transition_steps",
+    ),
+    "exp_rate_zero": (lambda: gx.exponential_decay(1.0, decay_rate=0.0), "decay_rate"),
+    "exp_end_nan": (lambda: gx.exponential_decay(1.0, decay_rate=0.5, end_value=NAN), "end_value"),
     "inverse_steps_zero": (lambda: gx.inverse_time_decay(1.0, 0.5, 0), "transition_steps"),
     "inverse_rate_negative": (lambda: gx.inverse_time_decay(1.0, -0.5), "decay_rate"),
-    "one_cycle_steps_zero": (lambda: gx.one_cycle_schedule(0, 1.0), "transition_steps"),
+    "one_cycle_steps_zero": (
+        lambda: gx.one_cycle_schedule(transition_steps=0, peak_value=1.0),
+        "transition_steps",
+    ),
     "cosine_steps_zero": (lambda: gx.cosine_decay_schedule(1.0, 0), "decay_steps"),
     "cosine_steps_negative": (lambda: gx.cosine_decay_schedule(1.0, -10), "decay_steps"),
     "warmup_cosine_steps_zero": (
@@ -570,8 +593,11 @@ INVALID = {
     "linear_init_nan": (lambda: gx.linear_schedule(NAN, 0.0, 10), "init_value"),
     "linear_end_inf": (lambda: gx.linear_schedule(1.0, INF, 10), "end_value"),
     "polynomial_init_nan": (lambda: gx.polynomial_schedule(NAN, 0.0, 2, 10), "init_value"),
-    "exp_init_nan": (lambda: gx.exponential_decay(NAN, 0.5), "init_value"),
-    "exp_init_nan_np": (lambda: gx.exponential_decay(np.float32(NAN), 0.5), "init_value"),
+    "exp_init_nan": (lambda: gx.exponential_decay(NAN, decay_rate=0.5), "init_value"),
+    "exp_init_nan_np": (
+        lambda: gx.exponential_decay(np.float32(NAN), decay_rate=0.5),
+        "init_value",
+    ),
     "inverse_init_nan": (lambda: gx.inverse_time_decay(NAN, 0.5), "init_value"),
     "piecewise_value_nan": (
         lambda: gx.piecewise_constant_schedule([5], [1.0, NAN]),
@@ -581,7 +607,10 @@ INVALID = {
     "cosine_init_inf": (lambda: gx.cosine_decay_schedule(INF, 10), "init_value"),
     "warmup_init_nan": (lambda: gx.warmup_cosine_decay_schedule(NAN, 1.0, 1, 10), "init_value"),
     "warmup_peak_nan": (lambda: gx.warmup_cosine_decay_schedule(0.0, NAN, 1, 10), "peak_value"),
-    "one_cycle_peak_nan": (lambda: gx.one_cycle_schedule(10, NAN), "peak_value"),
+    "one_cycle_peak_nan": (
+        lambda: gx.one_cycle_schedule(transition_steps=10, peak_value=NAN),
+        "peak_value",
+    ),
     "sgdr_init_nan": (lambda: gx.sgdr_schedule(NAN, 10), "init_value"),
     # piecewise boundaries
     "piecewise_boundaries_equal": (
@@ -632,12 +661,30 @@ INVALID = {
     ),
     "warmup_negative": (lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, -1, 100), "warmup_steps"),
     # pct_start in the open interval (0, 1)
-    "pct_start_zero": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=0.0), "pct_start"),
-    "pct_start_one": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=1.0), "pct_start"),
-    "pct_start_negative": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=-0.1), "pct_start"),
-    "pct_start_above_one": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=1.5), "pct_start"),
-    "pct_start_nan": (lambda: gx.one_cycle_schedule(100, 1.0, pct_start=NAN), "pct_start"),
-    "div_factor_zero": (lambda: gx.one_cycle_schedule(100, 1.0, div_factor=0.0), "div_factor"),
+    "pct_start_zero": (
+        lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0, pct_start=0.0),
+        "pct_start",
+    ),
+    "pct_start_one": (
+        lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0, pct_start=1.0),
+        "pct_start",
+    ),
+    "pct_start_negative": (
+        lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0, pct_start=-0.1),
+        "pct_start",
+    ),
+    "pct_start_above_one": (
+        lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0, pct_start=1.5),
+        "pct_start",
+    ),
+    "pct_start_nan": (
+        lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0, pct_start=NAN),
+        "pct_start",
+    ),
+    "div_factor_zero": (
+        lambda: gx.one_cycle_schedule(transition_steps=100, peak_value=1.0, div_factor=0.0),
+        "div_factor",
+    ),
     # cosine alpha in [0, 1]
     "cosine_alpha_negative": (lambda: gx.cosine_decay_schedule(1.0, 10, alpha=-0.1), "alpha"),
     "cosine_alpha_above_one": (lambda: gx.cosine_decay_schedule(1.0, 10, alpha=1.1), "alpha"),
@@ -665,13 +712,17 @@ VALID_EDGES = {
     "cosine_alpha_one": lambda: gx.cosine_decay_schedule(1.0, 10, alpha=1.0),
     "warmup_zero": lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 0, 10),
     "warmup_one_less": lambda: gx.warmup_cosine_decay_schedule(0.0, 1.0, 9, 10),
-    "pct_start_small": lambda: gx.one_cycle_schedule(100, 1.0, pct_start=0.01),
-    "pct_start_large": lambda: gx.one_cycle_schedule(100, 1.0, pct_start=0.99),
+    "pct_start_small": lambda: gx.one_cycle_schedule(
+        transition_steps=100, peak_value=1.0, pct_start=0.01
+    ),
+    "pct_start_large": lambda: gx.one_cycle_schedule(
+        transition_steps=100, peak_value=1.0, pct_start=0.99
+    ),
     "sgdr_mult_one": lambda: gx.sgdr_schedule(1.0, 10, period_mult=1),
     "linear_begin_zero": lambda: gx.linear_schedule(1.0, 0.0, 1, 0),
     "piecewise_no_boundaries": lambda: gx.piecewise_constant_schedule([], [0.5]),
     "inverse_rate_zero": lambda: gx.inverse_time_decay(1.0, 0.0),
-    "exp_end_without_bound": lambda: gx.exponential_decay(1.0, 0.5, end_value=None),
+    "exp_end_without_bound": lambda: gx.exponential_decay(1.0, decay_rate=0.5, end_value=None),
 }
 VALID_EDGE_IDS = list(VALID_EDGES)
 
@@ -739,7 +790,7 @@ def test_staircase_exponential_matches_torch_steplr():
         50,
     )
     with jax.enable_x64(True):
-        sched = gx.exponential_decay(0.5, 0.3, transition_steps=7, staircase=True)
+        sched = gx.exponential_decay(0.5, decay_rate=0.3, transition_steps=7, staircase=True)
         ours = np.asarray(jax.vmap(sched)(jnp.arange(50, dtype=jnp.int32)))
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
 

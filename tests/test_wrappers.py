@@ -7,6 +7,7 @@ which must agree bit for bit).
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,7 +73,7 @@ def _skip_run(tx, nan_at, steps=100):
 
 
 def test_one_nan_step_in_100_adam_steps_changes_only_the_error_counter():
-    sched = gx.exponential_decay(0.1, 0.9, transition_steps=10)
+    sched = gx.exponential_decay(0.1, decay_rate=0.9, transition_steps=10)
     tx = gx.apply_if_finite(gx.adam(sched), max_consecutive_errors=3)
     p_nan, s_nan = _skip_run(tx, nan_at=50)
     p_ref, s_ref = _skip_run(tx, nan_at=None)
@@ -157,6 +158,53 @@ def test_apply_if_finite_validation():
         gx.apply_if_finite(gx.adam(), 2, on_limit="ignore")
     with pytest.raises(TypeError, match="inner must be a gradient transformation"):
         gx.apply_if_finite(lambda g: g, 2)
+
+
+# --------------------------------------------------------------------------------------
+# With and without jit (chex.variants): the skip and the branch are lax.cond/select under
+# jit and run op by op without it; both must give the hand-worked numbers, and one compiled
+# step must serve every step (the state keeps its structure and dtypes).
+
+
+class WithAndWithoutJitTest(chex.TestCase):
+    def _run(self, tx, grads):
+        params = {"x": jnp.zeros(2, jnp.float32)}
+
+        def update(g, s):
+            return tx.update({"x": g}, s, params)
+
+        if self.variant.type == chex.ChexVariantType.WITH_JIT:
+            chex.clear_trace_counter()  # counts are kept per call site, across tests
+            update = chex.assert_max_traces(update, n=1)  # a retrace would raise
+        update = self.variant(update)
+        s, us, states = tx.init(params), [], []
+        for g in grads:
+            u, s = update(jnp.asarray(g, jnp.float32), s)
+            us.append(u["x"])
+            states.append(s)
+        return us, states
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_apply_if_finite(self):
+        nan, inf = float("nan"), float("inf")
+        tx = gx.apply_if_finite(gx.scale_by_learning_rate(0.5), max_consecutive_errors=1)
+        us, states = self._run(tx, [[1.0, 2.0], [nan, 1.0], [1.0, inf], [2.0, -4.0]])
+        # Step 1 skipped; step 2 is the second error in a row > 1: applied, inf and all.
+        expected = np.float32([[-0.5, -1.0], [0.0, 0.0], [-0.5, -inf], [-1.0, 2.0]])
+        chex.assert_trees_all_equal(us, list(expected), strict=True)
+        assert [int(s.total_errors) for s in states] == [0, 1, 2, 2]
+        assert [int(s.inner_state.count) for s in states] == [1, 1, 2, 3]
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_conditionally_transform(self):
+        inner = gx.scale_by_learning_rate(lambda t: (1 + t).astype(jnp.float32), flip_sign=False)
+        tx = gx.conditionally_transform(inner, lambda t: t % 2 == 0, otherwise="zero")
+        us, states = self._run(tx, [[g, -g] for g in (1.0, 2.0, 3.0, 4.0)])
+        expected = np.float32([[1.0, -1.0], [0.0, 0.0], [6.0, -6.0], [0.0, 0.0]])
+        chex.assert_trees_all_equal(us, list(expected), strict=True)
+        chex.assert_trees_all_equal(
+            [s.inner_state.count for s in states], [np.int32(c) for c in (1, 1, 2, 2)]
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -287,6 +335,9 @@ def test_wrappers_around_a_transform_that_widens_updates():
         u1, s = tx.update(g, s, p)
         u2, s = tx.update(g, s, p)
         assert u1["w"].dtype == u2["w"].dtype == jnp.float32
-    step = np.float32(jnp.asarray(0.2, jnp.bfloat16))  # sgd's update is bfloat16
+    # The chain passes float32 between members (README, Precision): sgd's step reaches
+    # keep_params_nonnegative unrounded, 0.2 in float32 (it was bfloat16's 0.2 = 0.2002);
+    # and the landing member keeps the float32 parameters' precision at the chain's exit.
+    step = np.float32(0.2)
     want = np.maximum(np.float32([0.1, 0.3, 3.0]) - step * np.float32([1, 1, -1]), 0)
     np.testing.assert_array_equal(gx.apply_updates(p, u2)["w"], want)

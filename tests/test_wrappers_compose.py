@@ -42,7 +42,10 @@ WRAPPERS = {
     "keep_params_nonnegative": lambda: gx.chain(gx.adam(0.1), gx.keep_params_nonnegative()),
     "nested": lambda: gx.apply_if_finite(
         gx.accumulate(
-            gx.lookahead(gx.conditionally_transform(gx.adam(0.1), lambda t: t > 0, "zero")), 2
+            gx.lookahead(
+                gx.conditionally_transform(gx.adam(0.1), lambda t: t > 0, otherwise="zero")
+            ),
+            2,
         ),
         1,
     ),

@@ -3,8 +3,8 @@
 These transforms need the objective itself, not only a gradient: their ``update`` takes
 ``value``, ``grad`` and ``value_fn`` keywords (``minimize`` runs the whole loop for you).
 
-- ``linesearch``: backtracking (Armijo) and zoom (strong Wolfe) line searches, and
-  ``gradient_descent_linesearch``;
+- ``linesearch``: the ``LineSearch`` base, the backtracking (Armijo) search and
+  ``gradient_descent_linesearch``; ``zoom``: the strong-Wolfe search;
 - ``lbfgs``: L-BFGS, optionally with box bounds (projected);
 - ``cg``: nonlinear conjugate gradient (Fletcher-Reeves, Polak-Ribiere, Hestenes-Stiefel,
   Dai-Yuan);

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -212,3 +213,29 @@ def check_same_arrays(x_leaves: list, g_leaves: list, params: Any, owner: str) -
                 f"{owner}: updates (the gradient) must have an array exactly where params has "
                 f"one; they differ at {jax.tree_util.keystr(path) or '<root>'}"
             )
+
+
+def approx_tolerance(approx_rtol: Any, phi0: jax.Array, dt) -> jax.Array:
+    """Absolute tolerance of the approximate decrease test: approx_rtol |f(x)|."""
+    rtol = 100 * jnp.finfo(dt).eps if approx_rtol is None else approx_rtol
+    return jnp.asarray(rtol, dt) * jnp.abs(phi0)
+
+
+def approx_decrease(f_t, slope_t, phi0, slope0, c1, f_tol):
+    """Approximate sufficient decrease (Hager & Zhang 2005): f within rounding of f(x) and
+    the slope at the trial <= (2 c1 - 1) times the initial slope (both along the step).
+    Off when the tolerance is 0 (approx_rtol=0, or f(x) = 0: no rounding to allow for)."""
+    return (f_tol > 0) & (f_t <= phi0 + f_tol) & (slope_t <= (2 * c1 - 1) * slope0)
+
+
+# Whether minimize is called inside a transformation (jit, vmap, grad, ...) of the
+# caller's. jax.extend.core.find_top_trace (public, jax.extend) returns the current trace;
+# outside every transformation it is the eval trace, whose type we record at import
+# (gradxform is imported eagerly). This costs no op, which matters: minimize's wrapper
+# is a visible part of a tiny solve. tests/test_fullbatch.py checks the detection.
+_EAGER_TRACE = type(jax.extend.core.find_top_trace(()))
+
+
+def tracing() -> bool:
+    """True inside a JAX transformation of the caller's (jit, vmap, grad, ...)."""
+    return type(jax.extend.core.find_top_trace(())) is not _EAGER_TRACE

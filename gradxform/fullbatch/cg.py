@@ -35,7 +35,8 @@ from .._typing import Scalar, Updates
 from ..base import GradientTransformation, named_chain
 from ..tree import tree_diff, tree_scale, tree_where, vdot
 from ._common import cast_like, check_real, grad_slots, real_dtype
-from .linesearch import LineSearch, zoom_linesearch
+from .linesearch import LineSearch
+from .zoom import zoom_linesearch
 
 __all__ = ["CgState", "scale_by_conjugate_gradient", "conjugate_gradient"]
 

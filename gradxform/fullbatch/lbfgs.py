@@ -51,7 +51,8 @@ from ._common import (
     grad_slots,
     real_dtype,
 )
-from .linesearch import LineSearch, backtracking_linesearch, zoom_linesearch
+from .linesearch import LineSearch, backtracking_linesearch
+from .zoom import zoom_linesearch
 
 __all__ = ["LbfgsState", "scale_by_lbfgs", "lbfgs"]
 
@@ -238,8 +239,8 @@ class scale_by_lbfgs(GradientTransformation):
 
 
 def lbfgs(
-    memory_size: int = 10,
     *,
+    memory_size: int = 10,
     scale_init_hessian: bool = True,
     linesearch: GradientTransformation | None = None,
     lower: PyTree | None = None,
@@ -254,7 +255,9 @@ def lbfgs(
     ``backtracking_linesearch`` given as ``linesearch`` gets the bounds, and one given
     with its own bounds, none here, passes them to the direction). Parameters should
     start inside the box (``gx.minimize`` projects the start). Needs value, grad and
-    value_fn in ``update``; see ``gx.minimize``.
+    value_fn in ``update``; see ``gx.minimize``. Every argument is keyword-only: Optax's
+    ``lbfgs`` takes ``learning_rate`` first (there is none here: the line search picks
+    the step).
 
     Args:
       memory_size: m, an integer >= 1: the (s, y) pairs kept. Default 10 (SciPy's

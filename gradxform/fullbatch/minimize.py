@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -35,22 +34,10 @@ from ._common import (
     grad_slots,
     real_dtype,
     split_output,
+    tracing,
     value_and_grad,
 )
 from .linesearch import LineSearch, LineSearchState, LineSearchStatus
-
-# Whether minimize is called inside a transformation (jit, vmap, grad, ...) of the
-# caller's. jax.extend.core.find_top_trace (public, jax.extend) returns the current trace;
-# outside every transformation it is the eval trace, whose type we record at import
-# (gradxform is imported eagerly). This costs no op, which matters: minimize's wrapper is
-# a visible part of a tiny solve. tests/test_fullbatch.py checks the detection.
-_EAGER_TRACE = type(jax.extend.core.find_top_trace(()))
-
-
-def tracing() -> bool:
-    """True inside a JAX transformation of the caller's (jit, vmap, grad, ...)."""
-    return type(jax.extend.core.find_top_trace(())) is not _EAGER_TRACE
-
 
 __all__ = ["MinimizeStatus", "MinimizeResult", "minimize"]
 

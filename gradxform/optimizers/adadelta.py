@@ -87,7 +87,7 @@ def adadelta(
     learning_rate: ScalarOrSchedule = 1.0,
     rho: Scalar = 0.9,
     eps: Scalar = 1e-6,
-    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
 ):
     """Adadelta, exactly torch.optim.Adadelta (lr default 1.0; coupled L2 weight decay).
@@ -99,8 +99,8 @@ def adadelta(
         (torch.optim.Adadelta).
       rho: decay of both running averages, in [0, 1]. Default 0.9 (torch.optim.Adadelta).
       eps: > 0, added inside both roots. Default 1e-6 (torch.optim.Adadelta).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.Adadelta).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None:
+        no term. Default None (torch.optim.Adadelta's 0).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
 

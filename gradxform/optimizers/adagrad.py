@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from .._checks import check_hparam, is_active
+from .._checks import check_hparam
 from .._leafwise import (
     abs2,
     compute_dtype,
@@ -90,8 +90,9 @@ class scale_by_rss(GradientTransformation):
 
 def adagrad(
     learning_rate: ScalarOrSchedule = 1e-2,
-    lr_decay: Scalar = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
+    *,
+    lr_decay: Scalar | None = None,
+    weight_decay: ScalarOrSchedule | None = None,
     initial_accumulator_value: Scalar = 0.0,
     eps: Scalar = 1e-10,
     eps_in_sqrt: bool = False,
@@ -101,15 +102,18 @@ def adagrad(
 
     g = grad + wd p;  s <- s + g^2;  p <- p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps).
     = chain(add_decayed_weights(wd), scale_by_rss(s_0, eps, eps_in_sqrt),
-            scale_by_learning_rate(inverse_time_decay(lr, lr_decay))).
+            scale_by_learning_rate(inverse_time_decay(lr, lr_decay))); a term whose
+    argument is None (the default) is left out (see ``sgd``). Arguments after
+    ``learning_rate`` are keyword-only: Optax's second positional argument is
+    ``initial_accumulator_value``, torch's ``lr_decay``.
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-2
         (torch.optim.Adagrad).
-      lr_decay: torch's lr_decay >= 0; not combinable with a learning-rate schedule.
-        Default 0 (torch.optim.Adagrad).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.Adagrad).
+      lr_decay: torch's lr_decay >= 0, or None: a constant learning rate; not
+        combinable with a learning-rate schedule. Default None (torch.optim.Adagrad's 0).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None: no
+        term. Default None (torch.optim.Adagrad's 0).
       initial_accumulator_value: s_0 >= 0. Default 0 (torch.optim.Adagrad).
       eps: > 0, added to the denominator. Default 1e-10 (torch.optim.Adagrad).
       eps_in_sqrt: add eps inside the root. Default False (torch.optim.Adagrad).
@@ -124,13 +128,15 @@ def adagrad(
       >>> updates  # -lr g / |g| on the first step
       Array([-0.5,  0.5], dtype=float32)
     """
-    check_hparam("adagrad", "lr_decay", lr_decay, low=0)
-    if is_active(lr_decay):
+    # None, not 0, means no decay: whether the learning rate becomes a schedule must not
+    # depend on a value that may be traced (see maybe_weight_decay).
+    if lr_decay is not None:
+        check_hparam("adagrad", "lr_decay", lr_decay, low=0)
         if callable(learning_rate):
             raise ValueError("adagrad: give either a learning_rate schedule or lr_decay, not both")
         # Checked here: inside the schedule below it would no longer be range-checked.
         check_hparam("adagrad", "learning_rate", learning_rate, low=0)
-        learning_rate = inverse_time_decay(learning_rate, lr_decay)
+        learning_rate = inverse_time_decay(learning_rate, decay_rate=lr_decay)
     return named_chain(
         "adagrad",
         maybe_weight_decay(weight_decay, weight_decay_mask),

@@ -8,6 +8,7 @@ not per leaf.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY
 from typing import Any, NamedTuple
 
 import jax
@@ -27,7 +28,7 @@ from .._module import static_field
 from .._typing import PyTree, Scalar, ScalarOrSchedule
 from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
-from ..weight_decay import add_decayed_weights, maybe_weight_decay
+from ..weight_decay import maybe_weight_decay
 from ._moments import bias_correction, check_betas, init_moments, store_moments, update_moments
 
 __all__ = ["scale_by_adam", "scale_by_nadam", "adam", "adamw", "amsgrad", "nadam"]
@@ -47,7 +48,8 @@ class scale_by_adam(GradientTransformation):
     m_t = b1 m + (1 - b1) g;  v_t = b2 v + (1 - b2) |g|^2;  (amsgrad: v_t <- max(v_max, v_t))
     u = m_hat / (sqrt(v_t / (1 - b2^t) + eps_root) + eps),  m_hat = m_t / (1 - b1^t).
     ``nesterov=True`` uses m_hat = b1 m_t / (1 - b1^{t+1}) + (1 - b1) g / (1 - b1^t)
-    (Dozat, 2016). ``bias_correction=False`` drops both 1 - b^t factors.
+    (Dozat, 2016). ``bias_correction=False`` drops both 1 - b^t factors. Arguments after
+    ``eps_root`` are keyword-only (Optax's fifth positional argument is ``mu_dtype``).
 
     Args:
       b1: decay of the first moment, in [0, 1). Default 0.9 (Kingma & Ba, 2015).
@@ -78,6 +80,7 @@ class scale_by_adam(GradientTransformation):
     b2: Scalar = 0.999
     eps: Scalar = 1e-8
     eps_root: Scalar = 0.0
+    _: KW_ONLY
     bias_correction: bool = static_field(default=True)
     amsgrad: bool = static_field(default=False)
     nesterov: bool = static_field(default=False)
@@ -197,10 +200,10 @@ def adam(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
-    amsgrad: bool = False,
-    weight_decay: ScalarOrSchedule = 0.0,
-    weight_decay_mask: Any = None,
     *,
+    amsgrad: bool = False,
+    weight_decay: ScalarOrSchedule | None = None,
+    weight_decay_mask: Any = None,
     eps_root: Scalar = 0.0,
     nesterov: bool = False,
     mu_dtype: DTypeLike | None = None,
@@ -210,7 +213,10 @@ def adam(
 
     p <- p - lr_t * m_hat / (sqrt(v_hat) + eps), with g = grad + wd p.
     = chain(add_decayed_weights(wd), scale_by_adam(b1, b2, eps, ...),
-            scale_by_learning_rate(lr)).
+            scale_by_learning_rate(lr)); no decay term when ``weight_decay`` is None (the
+    default; see ``sgd``). Arguments after ``eps`` are keyword-only: Optax's fifth
+    positional argument is ``eps_root``, torch's ``Adam(params, lr, betas, eps,
+    weight_decay, amsgrad)`` has others there.
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
@@ -220,8 +226,8 @@ def adam(
       eps: > 0, added to the root in the denominator. Default 1e-8 (Kingma & Ba, 2015).
       amsgrad: use the running max of v (see ``amsgrad``). Default False
         (torch.optim.Adam).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.Adam).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None:
+        no term. Default None (torch.optim.Adam's 0).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
       eps_root: >= 0, added inside the root. Default 0.
@@ -261,10 +267,10 @@ def adamw(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
-    amsgrad: bool = False,
-    weight_decay: ScalarOrSchedule = 1e-2,
-    weight_decay_mask: Any = None,
     *,
+    amsgrad: bool = False,
+    weight_decay: ScalarOrSchedule | None = 1e-2,
+    weight_decay_mask: Any = None,
     eps_root: Scalar = 0.0,
     nesterov: bool = False,
     mu_dtype: DTypeLike | None = None,
@@ -274,6 +280,8 @@ def adamw(
 
     p <- p - lr_t (m_hat / (sqrt(v_hat) + eps) + wd_t p).
     = chain(scale_by_adam(...), add_decayed_weights(wd, mask), scale_by_learning_rate(lr)).
+    Arguments after ``eps`` are keyword-only: Optax's fifth positional argument is
+    ``eps_root`` and its seventh ``weight_decay`` (whose default there is 1e-4).
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
@@ -282,8 +290,8 @@ def adamw(
       b2: decay of the second moment, in [0, 1). Default 0.999 (Kingma & Ba, 2015).
       eps: > 0, added to the root in the denominator. Default 1e-8 (Kingma & Ba, 2015).
       amsgrad: use the running max of v (see ``amsgrad``). Default False.
-      weight_decay: decoupled decay coefficient wd >= 0, a number or a schedule.
-        Default 1e-2 (torch.optim.AdamW).
+      weight_decay: decoupled decay coefficient wd >= 0, a number or a schedule, or None:
+        no term. Default 1e-2 (torch.optim.AdamW; Optax's is 1e-4).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
       eps_root: >= 0, added inside the root. Default 0.
@@ -311,7 +319,7 @@ def adamw(
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
         ),
-        add_decayed_weights(weight_decay, weight_decay_mask),
+        maybe_weight_decay(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -321,15 +329,18 @@ def amsgrad(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
-    weight_decay: ScalarOrSchedule = 0.0,
-    weight_decay_mask: Any = None,
     *,
+    weight_decay: ScalarOrSchedule | None = None,
+    weight_decay_mask: Any = None,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ):
     """AMSGrad (Reddi et al., 2018): torch ``Adam(amsgrad=True)``.
 
     v_max <- max(v_max, v_t);  p <- p - lr_t m_hat / (sqrt(v_max / (1 - b2^t)) + eps).
+    The max is over the raw v_t, as torch (Optax's ``amsgrad`` takes it over the
+    bias-corrected v_hat). Arguments after ``eps`` are keyword-only (Optax's fifth
+    positional argument is ``eps_root``).
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
@@ -337,7 +348,8 @@ def amsgrad(
       b1: decay of the first moment, in [0, 1). Default 0.9 (Kingma & Ba, 2015).
       b2: decay of the second moment, in [0, 1). Default 0.999 (Kingma & Ba, 2015).
       eps: > 0, added to the root in the denominator. Default 1e-8 (Kingma & Ba, 2015).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0.
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None:
+        no term. Default None.
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
       mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
@@ -358,9 +370,9 @@ def amsgrad(
         b1,
         b2,
         eps,
-        True,
-        weight_decay,
-        weight_decay_mask,
+        amsgrad=True,
+        weight_decay=weight_decay,
+        weight_decay_mask=weight_decay_mask,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
     )
@@ -372,17 +384,19 @@ def nadam(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
-    weight_decay: ScalarOrSchedule = 0.0,
+    *,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
     momentum_decay: Scalar = 4e-3,
-    *,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
 ):
     """NAdam, exactly torch.optim.NAdam (coupled L2 weight decay; lr default 2e-3).
 
     = chain(add_decayed_weights(wd), scale_by_nadam(b1, b2, eps, momentum_decay),
-            scale_by_learning_rate(lr)).
+            scale_by_learning_rate(lr)). Arguments after ``eps`` are keyword-only (Optax's
+    fifth positional argument is ``eps_root``; its ``nadam`` is Adam with Nesterov
+    momentum, without torch's momentum schedule: ``gx.adam(nesterov=True)``).
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 2e-3
@@ -390,8 +404,8 @@ def nadam(
       b1: decay of the first moment, in [0, 1). Default 0.9 (torch.optim.NAdam).
       b2: decay of the second moment, in [0, 1). Default 0.999 (torch.optim.NAdam).
       eps: > 0, added to the root in the denominator. Default 1e-8 (torch.optim.NAdam).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.NAdam).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None:
+        no term. Default None (torch.optim.NAdam's 0).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
       momentum_decay: psi >= 0 of the momentum schedule. Default 4e-3

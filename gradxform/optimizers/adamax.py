@@ -101,12 +101,15 @@ def adamax(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
-    weight_decay: ScalarOrSchedule = 0.0,
+    *,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
 ):
     """Adamax, exactly torch.optim.Adamax (coupled L2 weight decay; lr default 2e-3).
 
     = chain(add_decayed_weights(wd), scale_by_adamax(b1, b2, eps), scale_by_learning_rate(lr)).
+    ``weight_decay`` is keyword-only, as in the rest of the Adam family (torch's
+    ``Adamax(params, lr, betas, eps, weight_decay)`` has it one place earlier).
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 2e-3
@@ -114,8 +117,8 @@ def adamax(
       b1: decay of the first moment, in [0, 1). Default 0.9 (Kingma & Ba, 2015).
       b2: decay of the infinity norm, in [0, 1). Default 0.999 (Kingma & Ba, 2015).
       eps: > 0, added to |g| inside the max. Default 1e-8 (torch.optim.Adamax).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.Adamax).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None:
+        no term. Default None (torch.optim.Adamax's 0).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
 

@@ -69,21 +69,23 @@ def lion(
     learning_rate: ScalarOrSchedule = 1e-4,
     b1: Scalar = 0.9,
     b2: Scalar = 0.99,
-    weight_decay: ScalarOrSchedule = 0.0,
+    *,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
 ):
     """Lion with decoupled weight decay: p <- p - lr_t (sign(b1 m + (1 - b1) g) + wd p).
 
     = chain(scale_by_lion(b1, b2), add_decayed_weights(wd), scale_by_learning_rate(lr)).
-    No torch.optim equivalent.
+    No torch.optim equivalent. ``weight_decay`` is keyword-only (Optax's fourth positional
+    argument is ``mu_dtype``) and off by default (Optax's default is 1e-3).
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-4.
       b1: weight of the momentum in the sign's argument, in [0, 1). Default 0.9 (Chen et
         al., 2023).
       b2: decay of the momentum, in [0, 1). Default 0.99 (Chen et al., 2023).
-      weight_decay: decoupled decay coefficient wd >= 0, a number or a schedule.
-        Default 0.
+      weight_decay: decoupled decay coefficient wd >= 0, a number or a schedule, or
+        None: no term. Default None.
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
 

@@ -3,6 +3,7 @@ the variance of the adaptive learning rate is tractable."""
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY
 from typing import Any
 
 import jax
@@ -43,7 +44,8 @@ class scale_by_radam(GradientTransformation):
       r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)),
       u = m_hat * r_t * sqrt(1 - b2^t) / (sqrt(v_t) + eps)   (eps on the raw root, as torch);
     else u = m_hat (momentum SGD with bias correction).
-    State: ``AdamState`` (nu_max is None).
+    State: ``AdamState`` (nu_max is None). Arguments after ``eps`` are keyword-only
+    (Optax's fourth positional argument is ``eps_root``).
 
     Args:
       b1: decay of the first moment, in [0, 1). Default 0.9 (torch.optim.RAdam).
@@ -67,6 +69,7 @@ class scale_by_radam(GradientTransformation):
     b1: Scalar = 0.9
     b2: Scalar = 0.999
     eps: Scalar = 1e-8
+    _: KW_ONLY
     threshold: Scalar = 5.0
     mu_dtype: DTypeLike | None = static_field(default=None)
     nu_dtype: DTypeLike | None = static_field(default=None)
@@ -111,15 +114,16 @@ def radam(
     b1: Scalar = 0.9,
     b2: Scalar = 0.999,
     eps: Scalar = 1e-8,
-    weight_decay: ScalarOrSchedule = 0.0,
-    weight_decay_mask: Any = None,
     *,
+    weight_decay: ScalarOrSchedule | None = None,
+    weight_decay_mask: Any = None,
     threshold: Scalar = 5.0,
 ):
     """RAdam, exactly torch.optim.RAdam (coupled L2 weight decay).
 
-    = chain(add_decayed_weights(wd), scale_by_radam(b1, b2, eps, threshold),
-            scale_by_learning_rate(lr)).
+    = chain(add_decayed_weights(wd), scale_by_radam(b1, b2, eps, threshold=threshold),
+            scale_by_learning_rate(lr)). Arguments after ``eps`` are keyword-only
+    (Optax's fifth positional argument is ``eps_root``).
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
@@ -127,8 +131,8 @@ def radam(
       b1: decay of the first moment, in [0, 1). Default 0.9 (torch.optim.RAdam).
       b2: decay of the second moment, in [0, 1). Default 0.999 (torch.optim.RAdam).
       eps: > 0, added to the root in the denominator. Default 1e-8 (torch.optim.RAdam).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.RAdam).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None:
+        no term. Default None (torch.optim.RAdam's 0).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
       threshold: rho_t above which the adaptive step is used, >= 4. Default 5
@@ -145,6 +149,6 @@ def radam(
     return named_chain(
         "radam",
         maybe_weight_decay(weight_decay, weight_decay_mask),
-        scale_by_radam(b1, b2, eps, threshold),
+        scale_by_radam(b1, b2, eps, threshold=threshold),
         scale_by_learning_rate(learning_rate),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -38,6 +39,8 @@ class scale_by_rms(GradientTransformation):
     nu_t = decay nu + (1 - decay) |g|^2 (nu_0 = initial_scale);
     centered (Graves, 2013): mu_t = decay mu + (1 - decay) g, var = nu_t - |mu_t|^2,
     else var = nu_t;  u = g / (sqrt(var) + eps), or g / sqrt(var + eps) if ``eps_in_sqrt``.
+    Arguments after ``eps`` are keyword-only (Optax's third positional argument is
+    ``initial_scale``; its defaults are decay 0.9 and eps inside the root).
 
     Args:
       decay: decay of nu (torch's ``alpha``), in [0, 1]. Default 0.99 (torch.optim.RMSprop).
@@ -60,6 +63,7 @@ class scale_by_rms(GradientTransformation):
 
     decay: Scalar = 0.99
     eps: Scalar = 1e-8
+    _: KW_ONLY
     centered: bool = static_field(default=False)
     eps_in_sqrt: bool = static_field(default=False)
     initial_scale: Scalar = 0.0
@@ -92,7 +96,15 @@ class scale_by_rms(GradientTransformation):
             if self.centered:
                 mu = mu_old.astype(g.dtype)
                 mu = mu + scalar_like(1 - self.decay, g) * (g - mu)
-                var = nu - abs2(mu)
+                if is_active(self.decay):
+                    # nu - |mu|^2 cancels; under jit XLA fuses it into a multiply-add
+                    # (|mu|^2 unrounded, nu rounded), which can land just below 0: the
+                    # root of that was NaN. A variance is >= 0: clamp.
+                    var = jnp.maximum(nu - abs2(mu), 0)
+                else:
+                    # decay 0: nu = |g|^2 and mu = g, so the variance is exactly 0; the
+                    # formula would give +-rounding noise under jit (g / sqrt(noise)).
+                    var = jnp.zeros_like(nu)
             eps = scalar_like(self.eps, var)
             denom = jnp.sqrt(var + eps) if self.eps_in_sqrt else jnp.sqrt(var) + eps
             # Stored in the slots' own dtypes (chosen at init), whatever u's dtype.
@@ -110,19 +122,22 @@ def rmsprop(
     learning_rate: ScalarOrSchedule = 1e-2,
     decay: Scalar = 0.99,
     eps: Scalar = 1e-8,
-    momentum: ScalarOrSchedule = 0.0,
+    *,
+    momentum: ScalarOrSchedule | None = None,
     centered: bool = False,
     eps_in_sqrt: bool = False,
-    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
 ):
     """RMSprop, exactly torch.optim.RMSprop (``decay`` is torch's ``alpha``).
 
     g = grad + wd p;  nu <- decay nu + (1 - decay) g^2;  d = g / (sqrt(nu) + eps);
-    b <- momentum b + d (if momentum > 0);  p <- p - lr_t b.
-    = chain(add_decayed_weights(wd), scale_by_rms(decay, eps, centered, eps_in_sqrt),
-            scale_by_momentum(momentum), scale_by_learning_rate(lr)).
-    The learning rate sits outside the momentum buffer, as in torch.
+    b <- momentum b + d (with momentum);  p <- p - lr_t b.
+    = chain(add_decayed_weights(wd), scale_by_rms(decay, eps, centered=centered, ...),
+            scale_by_momentum(momentum), scale_by_learning_rate(lr)); a term whose
+    argument is None (the default) is left out (see ``sgd``). The learning rate sits
+    outside the momentum buffer, as in torch. Arguments after ``eps`` are keyword-only:
+    Optax's fourth positional argument is ``initial_scale``, torch's ``weight_decay``.
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-2
@@ -130,13 +145,13 @@ def rmsprop(
       decay: decay of nu (torch's ``alpha``), in [0, 1]. Default 0.99
         (torch.optim.RMSprop).
       eps: > 0, added to the denominator. Default 1e-8 (torch.optim.RMSprop).
-      momentum: in [0, 1), a number or a schedule; 0 disables the buffer. Default 0
-        (torch.optim.RMSprop).
+      momentum: in [0, 1), a number or a schedule, or None: no buffer. Default None
+        (torch.optim.RMSprop's 0, Optax's None; a 0 keeps a buffer).
       centered: divide by the running variance (Graves, 2013). Default False
         (torch.optim.RMSprop).
       eps_in_sqrt: add eps inside the root. Default False (torch.optim.RMSprop).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.RMSprop).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None: no
+        term. Default None (torch.optim.RMSprop's 0).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
 
@@ -151,7 +166,8 @@ def rmsprop(
     return named_chain(
         "rmsprop",
         maybe_weight_decay(weight_decay, weight_decay_mask),
-        scale_by_rms(decay, eps, centered, eps_in_sqrt),
-        scale_by_momentum(momentum) if is_active(momentum) else None,
+        scale_by_rms(decay, eps, centered=centered, eps_in_sqrt=eps_in_sqrt),
+        # None, not 0, leaves the buffer out: a static choice (see maybe_weight_decay).
+        None if momentum is None else scale_by_momentum(momentum),
         scale_by_learning_rate(learning_rate),
     )

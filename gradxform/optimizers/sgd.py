@@ -177,10 +177,11 @@ class ema(GradientTransformation):
 
 def sgd(
     learning_rate: ScalarOrSchedule = 1e-3,
-    momentum: ScalarOrSchedule = 0.0,
+    momentum: ScalarOrSchedule | None = None,
+    *,
     dampening: Scalar = 0.0,
     nesterov: bool = False,
-    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
 ):
     """Stochastic gradient descent, exactly torch.optim.SGD.
@@ -189,20 +190,24 @@ def sgd(
     d_t = g_t + mu v_t if nesterov else v_t (or g_t if mu = 0);  p <- p - lr_t d_t.
 
     = chain(add_decayed_weights(wd), scale_by_momentum(mu, dampening, nesterov),
-            scale_by_learning_rate(lr)); terms with a zero coefficient are left out.
-    Fed full-batch gradients this is plain gradient descent.
+            scale_by_learning_rate(lr)); a term whose argument is None (the default) is
+    left out. A number, 0 included, keeps its term: the chain's structure (and its
+    state's) never depends on a value, which may be traced (``jit``,
+    ``optax.inject_hyperparams``). Fed full-batch gradients this is plain gradient
+    descent. Arguments after ``momentum`` are keyword-only: Optax's third positional
+    argument is ``nesterov``, torch's fourth ``weight_decay``.
 
     Args:
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
         (torch.optim.SGD).
-      momentum: mu in [0, 1), a number or a schedule; 0 disables the buffer. Default 0
-        (torch.optim.SGD).
+      momentum: mu in [0, 1), a number or a schedule, or None: no buffer. Default None
+        (torch.optim.SGD's 0, Optax's None; a 0 keeps a buffer, equal to the gradient).
       dampening: damping of new gradients in the buffer, in [0, 1]. Default 0
         (torch.optim.SGD).
       nesterov: Nesterov momentum; needs momentum > 0 and dampening == 0. Default False
         (torch.optim.SGD).
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0
-        (torch.optim.SGD).
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None: no
+        term. Default None (torch.optim.SGD's 0).
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
 
@@ -218,12 +223,13 @@ def sgd(
       >>> gx.apply_updates(params, updates)["w"]
       Array([ 0.25, -3.5 ], dtype=float32)
     """
-    if nesterov and not is_active(momentum):
+    if nesterov and (momentum is None or not is_active(momentum)):
         raise ValueError("sgd: nesterov=True requires momentum > 0 (as torch.optim.SGD)")
     return named_chain(
         "sgd",
         maybe_weight_decay(weight_decay, weight_decay_mask),
-        scale_by_momentum(momentum, dampening, nesterov) if is_active(momentum) else None,
+        # None, not 0, leaves the buffer out: a static choice (see maybe_weight_decay).
+        None if momentum is None else scale_by_momentum(momentum, dampening, nesterov),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -231,9 +237,10 @@ def sgd(
 def momentum(
     learning_rate: ScalarOrSchedule = 1e-3,
     momentum: ScalarOrSchedule = 0.9,
+    *,
     dampening: Scalar = 0.0,
     nesterov: bool = False,
-    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
 ):
     """SGD with momentum (PyTorch form), default mu = 0.9: ``sgd(..., momentum=0.9)``.
@@ -247,7 +254,8 @@ def momentum(
       dampening: damping of new gradients in the buffer, in [0, 1]. Default 0
         (torch.optim.SGD).
       nesterov: Nesterov momentum (see ``nesterov``). Default False.
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0.
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None: no
+        term. Default None.
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
 
@@ -260,16 +268,24 @@ def momentum(
       >>> updates  # -lr (mu g + g)
       Array([-0.75, -1.5 ], dtype=float32)
     """
-    if not is_active(momentum):
+    if momentum is None or not is_active(momentum):
         raise ValueError("momentum: momentum must be > 0; use gx.sgd for plain SGD")
-    tx = sgd(learning_rate, momentum, dampening, nesterov, weight_decay, weight_decay_mask)
+    tx = sgd(
+        learning_rate,
+        momentum,
+        dampening=dampening,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        weight_decay_mask=weight_decay_mask,
+    )
     return named_chain("momentum", *tx.transforms)
 
 
 def nesterov(
     learning_rate: ScalarOrSchedule = 1e-3,
     momentum: ScalarOrSchedule = 0.9,
-    weight_decay: ScalarOrSchedule = 0.0,
+    *,
+    weight_decay: ScalarOrSchedule | None = None,
     weight_decay_mask: Any = None,
 ):
     """SGD with Nesterov momentum, torch ``SGD(nesterov=True)``.
@@ -280,7 +296,8 @@ def nesterov(
       learning_rate: step size lr, a number or a schedule t -> lr. Default 1e-3
         (torch.optim.SGD).
       momentum: mu in (0, 1), a number or a schedule. Default 0.9.
-      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule. Default 0.
+      weight_decay: coupled L2 coefficient wd >= 0, a number or a schedule, or None: no
+        term. Default None.
       weight_decay_mask: the leaves decayed: see ``add_decayed_weights``. Default None
         (all).
 
@@ -292,7 +309,13 @@ def nesterov(
       >>> updates  # -lr (g + mu v), v = g
       Array([-0.75, -1.5 ], dtype=float32)
     """
-    tx = sgd(learning_rate, momentum, 0.0, True, weight_decay, weight_decay_mask)
+    tx = sgd(
+        learning_rate,
+        momentum,
+        nesterov=True,
+        weight_decay=weight_decay,
+        weight_decay_mask=weight_decay_mask,
+    )
     return named_chain("nesterov", *tx.transforms)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import KW_ONLY
 from typing import Any, NamedTuple
 
 import jax
@@ -236,7 +237,8 @@ class conditionally_transform(GradientTransformation):
     updates are passed through unchanged (``otherwise="identity"``, optax's
     ``conditionally_transform``) or replaced by zeros (``otherwise="zero"``, optax's
     ``conditionally_mask``). ``inner`` thus sees only the steps it runs on: its own
-    counters and schedules advance once per applied step.
+    counters and schedules advance once per applied step. ``otherwise`` is keyword-only
+    (Optax's third positional argument is ``forward_extra_args``).
 
     Args:
       inner: the wrapped transform.
@@ -258,6 +260,7 @@ class conditionally_transform(GradientTransformation):
 
     inner: GradientTransformation
     should_transform_fn: Callable
+    _: KW_ONLY
     otherwise: str = static_field(default="identity")
 
     def __post_init__(self):

@@ -15,6 +15,7 @@ evaluate there, or use ``state.slow_params``, which is what the paper reports.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY
 from typing import NamedTuple
 
 import jax
@@ -56,6 +57,9 @@ class lookahead(GradientTransformation):
     phi); otherwise the emitted update is u itself.
 
     Needs ``params``. The slow weights are initialized to the params given to ``init``.
+    Unlike Optax's ``lookahead`` the params are the plain fast weights (no
+    ``LookaheadParams``). ``slow_dtype`` is keyword-only (Optax's fourth positional
+    argument is ``reset_state``).
 
     Args:
       inner: the fast optimizer (it sees the fast params).
@@ -81,6 +85,7 @@ class lookahead(GradientTransformation):
     inner: GradientTransformation
     sync_period: int = 5
     alpha: Scalar = 0.5
+    _: KW_ONLY
     slow_dtype: DTypeLike | None = static_field(default=None)
 
     def __post_init__(self):

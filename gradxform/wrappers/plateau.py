@@ -7,6 +7,7 @@ is the factor that follows a fixed schedule instead).
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY
 from typing import NamedTuple
 
 import jax
@@ -52,6 +53,9 @@ class reduce_on_plateau(GradientTransformation):
     evaluation, as in torch, where ``scheduler.step(loss)`` at params p changes the lr of
     the step taken from p. torch's ``eps`` (skip reductions smaller than 1e-8) is left
     out: a reduction can only be a no-op at ``min_scale``. NaN values never improve.
+    ``min_scale`` and ``accumulation_size`` are keyword-only: Optax's
+    (``optax.contrib.reduce_on_plateau``) sixth positional argument is
+    ``accumulation_size``.
 
     Args:
       factor: multiplier of the scale at a reduction, in (0, 1). Default 0.1
@@ -81,6 +85,7 @@ class reduce_on_plateau(GradientTransformation):
     rtol: Scalar = 1e-4
     atol: Scalar = 0.0
     cooldown: int = 0
+    _: KW_ONLY
     min_scale: Scalar = 0.0
     accumulation_size: int = 1
 

@@ -9,7 +9,7 @@ projection of the full-batch solvers, ``lower``/``upper`` bounds, is a separate 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +64,7 @@ class project(GradientTransformation):
     """
 
     fn: Callable
+    lands_on_params: ClassVar[bool] = True  # chain keeps the update's landing dtype
 
     def __post_init__(self):
         if not callable(self.fn):
@@ -108,6 +109,8 @@ class keep_params_nonnegative(GradientTransformation):
       >>> updates, gx.apply_updates(params, updates)
       (Array([-1.  , -0.25], dtype=float32), Array([0.  , 0.25], dtype=float32))
     """
+
+    lands_on_params: ClassVar[bool] = True  # chain keeps the update's landing dtype
 
     def init(self, params):
         return empty_state(params)

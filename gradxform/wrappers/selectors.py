@@ -69,59 +69,11 @@ import numpy as np
 
 from .._checks import describe, is_none, is_param
 from .._module import StaticTree
-from .._typing import PyTree, TreeDef
+from .._typing import PyTree
 from ..base import GradientTransformation
+from ._paths import children, flatten, is_tree_leaf, key_value, list_paths, path_str
 
 __all__ = ["where", "match", "as_selector", "resolve_selector", "Inverted"]
-
-_MAX_LISTED = 10  # paths listed in an error message
-
-
-# --------------------------------------------------------------------------------------
-# Paths
-
-
-def _key_value(entry: Any) -> Any:
-    """The plain value of a key-path entry: dict key, attribute name or sequence index."""
-    if isinstance(entry, jax.tree_util.DictKey):
-        return entry.key
-    if isinstance(entry, jax.tree_util.GetAttrKey):
-        return entry.name
-    if isinstance(entry, jax.tree_util.SequenceKey):
-        return entry.idx
-    if isinstance(entry, jax.tree_util.FlattenedIndexKey):
-        return entry.key
-    return str(entry)
-
-
-def _path_str(path: tuple) -> str:
-    """``encoder/layers/0/w`` from a tuple of plain keys; ``<root>`` for the empty path."""
-    return "/".join(str(k) for k in path) if path else "<root>"
-
-
-def _list_paths(paths: list[str]) -> str:
-    shown = ", ".join(paths[:_MAX_LISTED])
-    more = len(paths) - _MAX_LISTED
-    return shown + (f", ... ({more} more)" if more > 0 else "")
-
-
-def _flatten(tree: PyTree) -> tuple[list[tuple[tuple, Any]], TreeDef]:
-    """(plain-key path, leaf) pairs with ``None`` as a leaf, and the treedef."""
-    pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)
-    return [(tuple(_key_value(e) for e in p), x) for p, x in pairs], treedef
-
-
-def _is_tree_leaf(x: Any) -> bool:
-    # An empty container ({}, [], ()) is a node with no leaves, not a leaf: as a selector
-    # subtree it must match an empty params subtree, not label everything below it.
-    treedef: TreeDef = jax.tree_util.tree_structure(x)
-    return treedef.num_nodes == 1 and treedef.num_leaves == 1
-
-
-def _children(x: Any) -> list[tuple[Any, Any]]:
-    """One level of a pytree node: (plain key, child) pairs."""
-    pairs = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)[0]
-    return [(_key_value(p[0]), c) for p, c in pairs]
 
 
 # --------------------------------------------------------------------------------------
@@ -314,7 +266,7 @@ def as_selector(owner: str, value: Any, kind: str) -> where | match | StaticTree
         )
     if isinstance(value, GradientTransformation):
         raise TypeError(f"{owner}: {what} is a gradient transformation: {value!r}")
-    if _is_tree_leaf(value) and callable(value):
+    if is_tree_leaf(value) and callable(value):
         raise TypeError(
             f"{owner}: got the callable {value!r} as {what}. Wrap a predicate explicitly: "
             "gx.where(lambda path, leaf: ...). (A bare callable is never taken for a "
@@ -341,7 +293,7 @@ def as_selector(owner: str, value: Any, kind: str) -> where | match | StaticTree
                 hint = "; wrap predicates in gx.where(...)"
             raise TypeError(
                 f"{owner}: {what} leaves must be {want} (or None), got {leaf!r} at "
-                f"{_path_str(tuple(_key_value(e) for e in path))}{hint}"
+                f"{path_str(tuple(key_value(e) for e in path))}{hint}"
             )
         return leaf
 
@@ -367,19 +319,19 @@ def _prefix_labels(owner: str, what: str, labels: PyTree, ref: PyTree) -> list[A
             hint += "\n  (it is callable: a predicate must be wrapped, gx.where(fn))"
         raise ValueError(
             f"{owner}: the {what} tree is not a prefix of the params tree; first differing "
-            f"path: {_path_str(path)} ({detail}){hint}"
+            f"path: {path_str(path)} ({detail}){hint}"
         )
 
     def walk(lab, sub, path):
-        if lab is None or _is_tree_leaf(lab):
+        if lab is None or is_tree_leaf(lab):
             n = len(jax.tree_util.tree_leaves(sub, is_leaf=is_none))
             out.extend([lab] * n)
             return
-        if sub is None or _is_tree_leaf(sub):
+        if sub is None or is_tree_leaf(sub):
             mismatch(path, f"the {what} has a subtree there, params has {describe(sub)}")
         # Children are matched by key, not by position or node type: a dict prefix
         # (sorted keys) works for a dataclass (fields in declaration order) or a Mapping.
-        lch, pch = dict(_children(lab)), _children(sub)
+        lch, pch = dict(children(lab)), children(sub)
         pkeys = [k for k, _ in pch]
         extra = [k for k in lch if k not in pkeys]
         if extra:
@@ -413,7 +365,7 @@ def resolve_selector(owner: str, selector: Any, ref: PyTree, kind: str) -> list[
     if isinstance(selector, Inverted):
         labels = resolve_selector(owner, selector.selector, ref, kind)
         return [None if lab is None else not lab for lab in labels]
-    pairs, _ = _flatten(ref)
+    pairs, _ = flatten(ref)
     paths = [p for p, _ in pairs]
 
     if isinstance(selector, StaticTree):
@@ -434,7 +386,7 @@ def resolve_selector(owner: str, selector: Any, ref: PyTree, kind: str) -> list[
                 want = "a Python bool" if kind == "mask" else "a label string or None"
                 raise TypeError(
                     f"{owner}: the predicate {selector!r} must return {want}, got {lab!r} at "
-                    f"{_path_str(path)}; it must depend on path, shape and dtype only (not on "
+                    f"{path_str(path)}; it must depend on path, shape and dtype only (not on "
                     "array values)"
                 )
             labels.append(lab)
@@ -444,7 +396,7 @@ def resolve_selector(owner: str, selector: Any, ref: PyTree, kind: str) -> list[
         raise TypeError(f"{owner}: unknown selector {selector!r}")
 
     unlabelled = [
-        _path_str(p)
+        path_str(p)
         for p, (_, leaf), lab in zip(paths, pairs, labels)
         if lab is None and is_param(leaf)
     ]
@@ -457,7 +409,7 @@ def resolve_selector(owner: str, selector: Any, ref: PyTree, kind: str) -> list[
             why = f"the {what} tree has None over them"
         raise ValueError(
             f"{owner}: {len(unlabelled)} parameter(s) have no label ({why}): "
-            f"{_list_paths(unlabelled)}. Every parameter needs exactly one label."
+            f"{list_paths(unlabelled)}. Every parameter needs exactly one label."
         )
     return labels
 
@@ -482,13 +434,13 @@ def _match_labels(owner: str, selector: match, paths: list[tuple], kind: str) ->
     hits = [[(p, lab) for p, lab in selector.rules if p.matches(path)] for path in paths]
     for p, _ in selector.rules:
         if not any(any(q is p for q, _ in h) for h in hits):
-            available = [_path_str(x) for x in paths]
+            available = [path_str(x) for x in paths]
             suggestion = ""
             if any(_Pattern(p.text + "/**").matches(x) for x in paths):
                 suggestion = f" (it names a subtree: did you mean {p.text + '/**'!r}?)"
             raise ValueError(
                 f"{owner}: pattern {p.text!r} matches no path in the params{suggestion}. "
-                f"Available paths ({len(available)}): {_list_paths(available)}"
+                f"Available paths ({len(available)}): {list_paths(available)}"
             )
     labels: list[Any] = []
     conflicts: list[str] = []
@@ -496,11 +448,11 @@ def _match_labels(owner: str, selector: match, paths: list[tuple], kind: str) ->
         found = {lab for _, lab in h}
         if len(found) > 1:
             detail = ", ".join(f"{p.text!r} -> {lab!r}" for p, lab in h)
-            conflicts.append(f"{_path_str(path)} ({detail})")
+            conflicts.append(f"{path_str(path)} ({detail})")
         labels.append(found.pop() if len(found) == 1 else default)
     if conflicts:
         raise ValueError(
             f"{owner}: {len(conflicts)} path(s) matched by patterns with different labels: "
-            f"{_list_paths(conflicts)}. Every parameter needs exactly one label."
+            f"{list_paths(conflicts)}. Every parameter needs exactly one label."
         )
     return labels

@@ -303,7 +303,7 @@ heavy = descend(gx.heavy_ball(lr, momentum=0.9), f, x0, 3000)
 sgd_form = descend(gx.sgd(lr, momentum=0.9), f, x0, 3000)
 print(f"max |heavy_ball - momentum|        = {float(jnp.abs(heavy - pytorch).max()):.3g}")
 print(f"max |sgd(momentum=0.9) - momentum| = {float(jnp.abs(sgd_form - pytorch).max()):.3g}")
-decay = gx.exponential_decay(lr, 0.999)
+decay = gx.exponential_decay(lr, decay_rate=0.999)
 pytorch_s = descend(gx.momentum(decay, momentum=0.9), f, x0, 3000)
 heavy_s = descend(gx.heavy_ball(decay, momentum=0.9), f, x0, 3000)
 print(
