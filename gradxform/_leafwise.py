@@ -31,7 +31,7 @@ from ._checks import (
     raise_missing_slot,
     raise_shape,
 )
-from ._typing import PyTree, TreeDef
+from ._typing import Params, PyTree, TreeDef, Updates
 
 
 def resolve(hparam: Any, count: jax.Array) -> Any:
@@ -275,3 +275,52 @@ def zeros_like_updates(updates: PyTree) -> PyTree:
 def as_int(value: Any) -> jax.Array:
     """An integer hyperparameter (Python int, integral float, array) as an int32 scalar."""
     return jnp.asarray(value).astype(jnp.int32)
+
+
+# --------------------------------------------------------------------------------------
+# The dtype members of a chain exchange (base.chain): at least float32, rounded once
+
+
+def upcast_narrow(updates: Updates) -> tuple[Updates, list | None]:
+    """``updates`` with float16/bfloat16 array leaves cast to float32, and the incoming
+    dtype of each leaf (None for leaves left alone); ``None`` when nothing was cast."""
+    treedef: TreeDef
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
+    incoming = [
+        x.dtype if isinstance(x, (jax.Array, np.ndarray)) and is_narrow(x.dtype) else None
+        for x in leaves
+    ]
+    if not any(d is not None for d in incoming):
+        return updates, None
+    up = [x if d is None else cast(x, jnp.float32) for x, d in zip(leaves, incoming)]
+    return treedef.unflatten(up), incoming
+
+
+@functools.lru_cache(maxsize=64)
+def is_narrow(dtype: Any) -> bool:
+    """A floating dtype narrower than float32 (float16, bfloat16, float8s): upcast."""
+    return bool(jnp.issubdtype(dtype, jnp.floating)) and jnp.dtype(dtype).itemsize < 4
+
+
+def round_back(updates: Updates, incoming: list, params: Params | None) -> Updates:
+    """Each upcast leaf cast back to its incoming dtype, once, at the chain's exit.
+
+    Only a leaf that is still the float32 the chain made of it: a member that chose
+    another dtype keeps it. With ``params`` (a member lands parameters exactly on a
+    target, see ``base._lands``) the leaf keeps the parameter's precision when it is wider,
+    as that member made it: -p rounded to bfloat16 would miss 0.
+    """
+    treedef: TreeDef
+    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
+    if len(leaves) != len(incoming):  # a member changed the tree: leave it as it is
+        return updates
+    ps = [None] * len(leaves)
+    if params is not None:
+        ps = jax.tree_util.tree_leaves(params, is_leaf=is_none)
+    out = []
+    for u, d, p in zip(leaves, incoming, ps):
+        if d is not None and isinstance(u, (jax.Array, np.ndarray)) and u.dtype == jnp.float32:
+            target = wider_dtype(d, jnp.result_type(p)) if is_param(p) else d
+            u = cast(u, target)
+        out.append(u)
+    return treedef.unflatten(out)

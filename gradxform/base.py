@@ -30,13 +30,11 @@ package; everything else builds on them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._checks import (
     check_param_dtypes,
@@ -46,9 +44,9 @@ from ._checks import (
     is_none,
     is_param,
 )
-from ._leafwise import cast, per_leaf, wider_dtype, zeros_like_updates
+from ._leafwise import cast, per_leaf, round_back, upcast_narrow, wider_dtype, zeros_like_updates
 from ._module import Module, static_field
-from ._typing import OptState, Params, TreeDef, Updates
+from ._typing import OptState, Params, Updates
 
 __all__ = [
     "GradientTransformation",
@@ -390,7 +388,7 @@ class chain(GradientTransformation):
         # Members exchange at least float32: a float16/bfloat16 update is upcast once
         # here and rounded once on the way out, so no intermediate (a momentum buffer
         # read back before the learning rate scales it) overflows or rounds on its way.
-        updates, incoming = _upcast_narrow(updates)
+        updates, incoming = upcast_narrow(updates)
         new_states = []
         for name, t, s in zip(self.names, self.transforms, state.states):
             try:
@@ -400,53 +398,8 @@ class chain(GradientTransformation):
                 raise
             new_states.append(s)
         if incoming is not None:
-            updates = _round_back(updates, incoming, params if _lands(self) else None)
+            updates = round_back(updates, incoming, params if _lands(self) else None)
         return updates, ChainState(self.names, tuple(new_states))
-
-
-def _upcast_narrow(updates: Updates) -> tuple[Updates, list | None]:
-    """``updates`` with float16/bfloat16 array leaves cast to float32, and the incoming
-    dtype of each leaf (None for leaves left alone); ``None`` when nothing was cast."""
-    treedef: TreeDef
-    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
-    incoming = [
-        x.dtype if isinstance(x, (jax.Array, np.ndarray)) and _is_narrow(x.dtype) else None
-        for x in leaves
-    ]
-    if not any(d is not None for d in incoming):
-        return updates, None
-    up = [x if d is None else cast(x, jnp.float32) for x, d in zip(leaves, incoming)]
-    return treedef.unflatten(up), incoming
-
-
-@functools.lru_cache(maxsize=64)
-def _is_narrow(dtype: Any) -> bool:
-    """A floating dtype narrower than float32 (float16, bfloat16, float8s): upcast."""
-    return bool(jnp.issubdtype(dtype, jnp.floating)) and jnp.dtype(dtype).itemsize < 4
-
-
-def _round_back(updates: Updates, incoming: list, params: Params | None) -> Updates:
-    """Each upcast leaf cast back to its incoming dtype, once, at the chain's exit.
-
-    Only a leaf that is still the float32 the chain made of it: a member that chose
-    another dtype keeps it. With ``params`` (a member lands parameters exactly on a
-    target, see ``_lands``) the leaf keeps the parameter's precision when it is wider,
-    as that member made it: -p rounded to bfloat16 would miss 0.
-    """
-    treedef: TreeDef
-    leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
-    if len(leaves) != len(incoming):  # a member changed the tree: leave it as it is
-        return updates
-    ps = [None] * len(leaves)
-    if params is not None:
-        ps = jax.tree_util.tree_leaves(params, is_leaf=is_none)
-    out = []
-    for u, d, p in zip(leaves, incoming, ps):
-        if d is not None and isinstance(u, (jax.Array, np.ndarray)) and u.dtype == jnp.float32:
-            target = wider_dtype(d, jnp.result_type(p)) if is_param(p) else d
-            u = cast(u, target)
-        out.append(u)
-    return treedef.unflatten(out)
 
 
 def _lands(t: Any) -> bool:
