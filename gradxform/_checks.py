@@ -186,6 +186,23 @@ def check_tree_structure(
     ``None`` counts as a leaf, so ``{"a": None}`` and ``{"a": x}`` differ at ``['a']``,
     unless ``allow_none``: then ``None`` may stand opposite anything (the transforms use
     this, where a ``None`` update means "leave this parameter alone").
+
+    Args:
+      expected: the reference pytree. No default.
+      received: the pytree checked against it. No default.
+      names: keyword-only, how the message calls the two trees. Default
+        ``("expected", "received")``.
+      allow_none: keyword-only, let a ``None`` leaf stand opposite any leaf. Default False.
+
+    Example:
+      >>> gx.check_tree_structure({"a": jnp.ones(2)}, {"a": jnp.zeros(2)})  # same: None
+      >>> gx.check_tree_structure({"a": None}, {"a": jnp.zeros(2)}, allow_none=True)
+      >>> gx.check_tree_structure({"a": 1.0, "b": 2.0}, {"a": 1.0}, names=("params", "grads"))
+      Traceback (most recent call last):
+        ...
+      ValueError: tree structures differ (params vs grads).
+        first path in params but not in grads: ['b'] (1 such path(s))
+        ...
     """
     ta: TreeDef = jax.tree_util.tree_structure(expected, is_leaf=is_none)
     tb: TreeDef = jax.tree_util.tree_structure(received, is_leaf=is_none)

@@ -52,7 +52,17 @@ class _Slot:
 class ParamLayout:
     """Where each parameter leaf lives in its dtype group's flat buffer (static, hashable).
 
-    Build it with ``ParamLayout.of(params, pad_to=1)``.
+    Build it with the classmethod ``ParamLayout.of(params, pad_to=1)`` (the dataclass
+    fields are internal); ``flatten`` packs a tree, ``unflatten`` views it back, and
+    ``num_params`` counts the optimized elements (padding excluded). The arguments of
+    ``ParamLayout.of``:
+
+    Args:
+      params: the parameter tree, of arrays or ``jax.ShapeDtypeStruct``; float and complex
+        leaves are grouped by dtype, other leaves (``None``, ints, strings) are kept as
+        they are. No default.
+      pad_to: pad each group's buffer with zeros to a multiple of this, an integer >= 1
+        (e.g. the device count, to shard it). Default 1.
 
     Example:
       >>> params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2), "step": 3}
@@ -64,6 +74,11 @@ class ParamLayout:
       6
       >>> layout.unflatten(flat)["step"], layout.unflatten(flat)["w"].shape
       (3, (2, 2))
+      >>> padded = gx.ParamLayout.of(params, pad_to=4)
+      >>> padded
+      ParamLayout(2 leaves -> float32[8])
+      >>> padded.flatten(params)["float32"].shape, padded.num_params
+      ((8,), 6)
     """
 
     treedef: TreeDef
@@ -73,7 +88,10 @@ class ParamLayout:
 
     @classmethod
     def of(cls, params: Params, pad_to: int = 1) -> ParamLayout:
-        """The layout of ``params`` (arrays or ShapeDtypeStructs); groups by dtype."""
+        """The layout of ``params`` (arrays or ShapeDtypeStructs); groups by dtype.
+
+        Its arguments (``params``, ``pad_to=1``) are documented in the class docstring.
+        """
         if not (isinstance(pad_to, (int, np.integer)) and not isinstance(pad_to, bool)) or (
             pad_to < 1
         ):
@@ -96,7 +114,12 @@ class ParamLayout:
         return cls(treedef, tuple(slots), tuple(others), sizes)
 
     def flatten(self, params: Params) -> dict[str, jax.Array]:
-        """Pack ``params`` (laid out as this layout) into ``{dtype name: 1-D array}``."""
+        """Pack ``params`` (laid out as this layout) into ``{dtype name: 1-D array}``.
+
+        Args:
+          params: a tree with the structure, shapes and dtypes the layout was built
+            from. No default.
+        """
         leaves = self.treedef.flatten_up_to(params)
         parts: dict[str, list] = {g: [] for g, _ in self.sizes}
         for j, (leaf, slot) in enumerate(zip(leaves, self.slots)):
@@ -123,7 +146,12 @@ class ParamLayout:
         return out
 
     def unflatten(self, flat: dict[str, jax.Array]) -> Params:
-        """The parameter tree viewed from flat buffers (slices: differentiable, cheap)."""
+        """The parameter tree viewed from flat buffers (slices: differentiable, cheap).
+
+        Args:
+          flat: ``{dtype name: 1-D array}`` as ``flatten`` returns it (or gradients with
+            respect to it), with this layout's groups and padded sizes. No default.
+        """
         check_tree_structure(dict(self.sizes), flat, names=("layout groups", "flat"))
         for group, size in self.sizes:
             buf = flat[group]

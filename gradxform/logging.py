@@ -42,6 +42,10 @@ def config_dict(tx: Any) -> dict[str, Any]:
     """Every hyperparameter leaf by key path, as given (Python numbers stay exact), plus
     ``"repr"``: the whole transform, which also shows its structural options.
 
+    Args:
+      tx: the transform (a ``GradientTransformation``, a ``chain``, or any pytree of
+        hyperparameters). No default.
+
     Example:
       >>> config = gx.logging.config_dict(gx.sgd(learning_rate=0.5, momentum=0.9))
       >>> config[".scale_by_momentum.momentum"]
@@ -89,7 +93,30 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 class JsonlLogger:
     """One JSON object per line: ``{"step": n, name: value, ...}``; config as a first line
-    ``{"config": {...}}``."""
+    ``{"config": {...}}``.
+
+    The file is opened for appending (a rerun adds lines) and flushed after each line;
+    NaN and Inf are written as ``null``.
+
+    Args:
+      path: the ``.jsonl`` file to append to (a ``str`` or path-like). No default.
+
+    Example:
+      >>> import tempfile, os, json
+      >>> d = tempfile.mkdtemp()
+      >>> log = gx.logging.JsonlLogger(os.path.join(d, "metrics.jsonl"))
+      >>> log.log_config(gx.sgd(learning_rate=0.5))
+      >>> log.log_metrics({"loss": jnp.array(0.25), "lr": 0.5}, step=1)
+      >>> log.log_metrics({"loss": float("nan")}, step=2)
+      >>> log.close()
+      >>> with open(os.path.join(d, "metrics.jsonl")) as f:
+      ...     lines = [json.loads(line) for line in f]
+      >>> lines[0]["config"]["repr"]
+      "chain(..., name='sgd')"
+      >>> lines[1:]
+      [{'step': 1, 'loss': 0.25, 'lr': 0.5}, {'step': 2, 'loss': None}]
+      >>> import shutil; shutil.rmtree(d)
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -113,7 +140,31 @@ class JsonlLogger:
 class CsvLogger:
     """A CSV table with a ``step`` column and one column per metric (fixed by the first
     ``log_metrics`` call; a later call with other names raises). Config goes to
-    ``<path>.config.json``."""
+    ``<path>.config.json``.
+
+    The file is overwritten on construction and flushed after each row.
+
+    Args:
+      path: the ``.csv`` file to write (a ``str`` or path-like). No default.
+
+    Example:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> log = gx.logging.CsvLogger(os.path.join(d, "metrics.csv"))
+      >>> log.log_config(gx.adam(learning_rate=1e-3))
+      >>> log.log_metrics({"loss": jnp.array(0.5), "grad_norm": 2.0}, step=0)
+      >>> log.log_metrics({"loss": 0.25, "grad_norm": 1.0}, step=1)
+      >>> log.close()
+      >>> with open(os.path.join(d, "metrics.csv")) as f:
+      ...     print(f.read())
+      step,loss,grad_norm
+      0,0.5,2.0
+      1,0.25,1.0
+      <BLANKLINE>
+      >>> sorted(os.listdir(d))
+      ['metrics.csv', 'metrics.csv.config.json']
+      >>> import shutil; shutil.rmtree(d)
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -178,6 +229,22 @@ class MLflowLogger:
       run_name: optional name of a new run; unused when logging into an active run.
       tracking_uri: e.g. ``"http://127.0.0.1:5000"``; default: see above. An active run is
         reused only when this is unset or equal to ``mlflow.get_tracking_uri()``.
+
+    Example:
+      >>> import tempfile, os
+      >>> d = tempfile.mkdtemp()
+      >>> uri = "sqlite:///" + os.path.join(d, "mlflow.db")
+      >>> with gx.logging.MLflowLogger("demo", run_name="run-1", tracking_uri=uri) as log:
+      ...     log.log_config(gx.sgd(learning_rate=0.5))
+      ...     log.log_metrics({"loss": jnp.array(0.25)}, step=0)
+      >>> log.owns_run, log.closed
+      (True, True)
+      >>> run = log.client.get_run(log.run_id)
+      >>> run.info.run_name, run.info.status, run.data.metrics
+      ('run-1', 'FINISHED', {'loss': 0.25})
+      >>> run.data.params["scale_by_learning_rate.learning_rate"]
+      '0.5'
+      >>> import shutil; shutil.rmtree(d)
     """
 
     # MLflow's log_batch limits: params and metrics per request.

@@ -40,6 +40,10 @@ def global_norm(tree: PyTree) -> jax.Array:
 
     Complex leaves contribute |x|^2 = x * conj(x). Returns 0 for a tree without arrays.
 
+    Args:
+      tree: a pytree of float or complex arrays and numbers; ``None`` leaves are skipped,
+        integer arrays are a ``TypeError``. No default.
+
     Example:
       >>> gx.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]]), "c": None})
       Array(5., dtype=float32)
@@ -66,6 +70,10 @@ def _map2(fn, a: PyTree, b: PyTree, names: tuple[str, str]) -> PyTree:
 def tree_add(a: PyTree, b: PyTree) -> PyTree:
     """Leaf-wise a + b (trees must have the same structure).
 
+    Args:
+      a: a pytree of float or complex arrays. No default.
+      b: a pytree of the same structure as ``a``. No default.
+
     Example:
       >>> gx.tree_add({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([0.5, 0.5])})
       {'w': Array([1.5, 2.5], dtype=float32)}
@@ -75,6 +83,10 @@ def tree_add(a: PyTree, b: PyTree) -> PyTree:
 
 def tree_sub(a: PyTree, b: PyTree) -> PyTree:
     """Leaf-wise a - b (trees must have the same structure).
+
+    Args:
+      a: a pytree of float or complex arrays. No default.
+      b: a pytree of the same structure as ``a``, subtracted from it. No default.
 
     Example:
       >>> gx.tree_sub({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([0.5, 0.5])})
@@ -91,6 +103,11 @@ def tree_scale(scalar: Scalar, tree: PyTree, *, name: str = "tree") -> PyTree:
     are not parameters (strings, objects) pass through. Integer arrays, and a complex
     scalar on real leaves (its imaginary part would be dropped), are a ``TypeError``
     whose message calls the tree ``name``.
+
+    Args:
+      scalar: the factor, a number or a scalar array. No default.
+      tree: a pytree of float or complex arrays (other leaves pass through). No default.
+      name: keyword-only, how error messages call ``tree``. Default ``"tree"``.
 
     Example:
       >>> gx.tree_scale(2.0, {"w": jnp.ones(2), "step": None})
@@ -118,6 +135,10 @@ def tree_scale(scalar: Scalar, tree: PyTree, *, name: str = "tree") -> PyTree:
 
 def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
     """sum over leaves of vdot(a, b) (conjugating a), accumulated in at least float32.
+
+    Args:
+      a: a pytree of float or complex arrays (conjugated). No default.
+      b: a pytree of the same structure as ``a``. No default.
 
     Example:
       >>> a = {"x": jnp.array([1.0, 2.0]), "y": jnp.array(3.0)}
@@ -151,6 +172,10 @@ def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
 def tree_sum(tree: PyTree) -> jax.Array:
     """Sum of every element of every leaf, in at least float32.
 
+    Args:
+      tree: a pytree of float or complex arrays and numbers; ``None`` leaves are skipped,
+        integer arrays are a ``TypeError``. No default.
+
     Example:
       >>> gx.tree_sum({"x": jnp.array([1.0, 2.0]), "y": jnp.ones((2, 2), jnp.bfloat16)})
       Array(7., dtype=float32)
@@ -167,9 +192,15 @@ def tree_zeros_like(tree: PyTree, dtype: DTypeLike | None = None) -> PyTree:
     """Zeros shaped like each array or number leaf (``dtype`` overrides the leaf dtype);
     other leaves (strings, objects) pass through.
 
+    Args:
+      tree: a pytree; its array and number leaves give zeros. No default.
+      dtype: the dtype of every zeros leaf, or None to keep each leaf's. Default None.
+
     Example:
       >>> gx.tree_zeros_like({"w": jnp.ones(2), "name": "dense"})
       {'name': 'dense', 'w': Array([0., 0.], dtype=float32)}
+      >>> gx.tree_zeros_like([jnp.ones(2), 3.0], jnp.bfloat16)
+      [Array([0, 0], dtype=bfloat16), Array(0, dtype=bfloat16)]
     """
 
     def zeros(x):
