@@ -114,6 +114,14 @@ def check_hparam(
     bad |= high is not None and (number >= high if high_open else number > high)
     if bad:
         raise ValueError(f"{owner}: {name} must be a finite number in {bounds}, got {value!r}")
+    # Math runs in at least float32, where a larger magnitude is inf (lr=1e50: -inf and
+    # NaN updates, silently).
+    if abs(number) > _F32_MAX:
+        raise ValueError(
+            f"{owner}: {name} must be at most {_F32_MAX:.8g} in magnitude, float32's largest "
+            f"number (math runs in at least float32, where a larger value is inf), "
+            f"got {value!r}"
+        )
     # An open bound at 0 means the value must stay nonzero (eps, a step size): math runs
     # in at least float32, where XLA flushes subnormals to 0, so a value below float32's
     # smallest normal number is 0 there (eps=1e-45: 0 / 0 = NaN on a zero gradient).
@@ -126,6 +134,7 @@ def check_hparam(
 
 
 _F32_TINY = float(np.finfo(np.float32).tiny)  # 1.1754944e-38
+_F32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38
 
 
 def check_int(owner: str, name: str, value: Any, *, low: int) -> None:
