@@ -168,10 +168,12 @@ def check_dtype_option(owner: str, name: str, value: Any) -> None:
         dt = jnp.dtype(value)
     except TypeError:
         dt = None
-    if dt is None or not jnp.issubdtype(dt, jnp.inexact):
+    # Real only: a slot's precision is given as a real dtype (a complex parameter's slot
+    # is complex of that precision); a complex option was accepted and ignored.
+    if dt is None or not jnp.issubdtype(dt, jnp.floating):
         raise TypeError(
-            f"{owner}: {name} must be None or a floating dtype (jnp.float32, jnp.bfloat16, "
-            f"...), got {value!r}"
+            f"{owner}: {name} must be None or a real floating dtype (jnp.float32, "
+            f"jnp.bfloat16, ...), got {value!r}"
         )
 
 
@@ -300,6 +302,13 @@ def check_shapes(params: PyTree, updates: PyTree) -> None:
     for j, (x, u) in enumerate(zip(xs, us)):
         if hasattr(x, "shape") and hasattr(u, "shape") and x.shape != u.shape:
             raise_shape(params, j, u, x)
+        if is_param(x) and u is not None and not is_param(u) and not is_int_array(u):
+            # A string or object opposite an array parameter would pass every transform
+            # and be dropped by apply_updates: the parameter would silently never train.
+            raise TypeError(
+                f"updates leaf at {leaf_path(params, j)} is {type(u).__name__} {u!r}, "
+                "where the parameter is an array: give its gradient, or None to leave it"
+            )
 
 
 # --------------------------------------------------------------------------------------

@@ -35,8 +35,21 @@ from ._typing import Params, PyTree, TreeDef, Updates
 
 
 def resolve(hparam: Any, count: jax.Array) -> Any:
-    """A hyperparameter's value at step ``count``: schedules are called, numbers returned."""
-    return hparam(count) if callable(hparam) else hparam
+    """A hyperparameter's value at step ``count``: schedules are called, numbers returned.
+
+    A schedule must return a real scalar; anything else is a ``TypeError`` naming the
+    schedule (an array broadcast over every leaf, or None, failed deep inside a transform).
+    """
+    if not callable(hparam):
+        return hparam
+    value = hparam(count)
+    dtype = getattr(value, "dtype", None)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok |= dtype is not None and jnp.ndim(value) == 0 and jnp.issubdtype(dtype, jnp.number)
+    if not ok or jnp.iscomplexobj(value):
+        got = f"{dtype}{list(jnp.shape(value))}" if dtype is not None else repr(value)
+        raise TypeError(f"the schedule {hparam!r} must return a real scalar, got {got}")
+    return value
 
 
 def scalar_dtype() -> jnp.dtype:

@@ -489,28 +489,28 @@ ROWS = [
         "mu-dtype-int",
         lambda: gx.adam(1e-3, mu_dtype=jnp.int32),
         TypeError,
-        r"scale_by_adam: mu_dtype must be None or a floating dtype \(jnp\.float32, jnp\.bfloat16, \.\.\.\), got <class 'jax\.numpy\.int32'>",
+        r"scale_by_adam: mu_dtype must be None or a real floating dtype \(jnp\.float32, jnp\.bfloat16, \.\.\.\), got <class 'jax\.numpy\.int32'>",
     ),
     Row(
         "bad dtype options",
         "mu-dtype-unknown-name",
         lambda: gx.adam(1e-3, mu_dtype="float33"),
         TypeError,
-        r"scale_by_adam: mu_dtype must be None or a floating dtype .* got 'float33'",
+        r"scale_by_adam: mu_dtype must be None or a real floating dtype .* got 'float33'",
     ),
     Row(
         "bad dtype options",
         "accumulator-dtype-int8",
         lambda: gx.accumulate(gx.sgd(1e-3), 2, accumulator_dtype=jnp.int8),
         TypeError,
-        r"accumulate: accumulator_dtype must be None or a floating dtype .* got <class 'jax\.numpy\.int8'>",
+        r"accumulate: accumulator_dtype must be None or a real floating dtype .* got <class 'jax\.numpy\.int8'>",
     ),
     Row(
         "bad dtype options",
         "slow-dtype-bool",
         lambda: gx.lookahead(gx.sgd(1e-3), slow_dtype=bool),
         TypeError,
-        r"lookahead: slow_dtype must be None or a floating dtype .* got <class 'bool'>",
+        r"lookahead: slow_dtype must be None or a real floating dtype .* got <class 'bool'>",
     ),
     # ---- masks and labels of the wrong structure, bad selectors
     Row(
@@ -656,3 +656,17 @@ def test_table_is_large_and_ids_are_unique():
 def test_bad_input(row):
     with pytest.raises(row.exc, match=row.match):
         row.trigger()
+
+
+def test_found_while_building_the_table():
+    # Each was accepted silently or failed far from its cause.
+    p = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    tx = gx.adam(1e-3)
+    with pytest.raises(TypeError, match=r"updates leaf at \['w'\] is str 'abc', where the param"):
+        tx.update({"w": "abc", "b": jnp.zeros(3)}, tx.init(p), p)
+    for bad, got in ((lambda c: jnp.ones(3), r"float32\[3\]"), (lambda c: None, "None")):
+        sgd = gx.sgd(bad)
+        with pytest.raises(TypeError, match=rf"the schedule .* must return a real scalar, got {got}"):
+            sgd.update(p, sgd.init(p), p)
+    with pytest.raises(TypeError, match="nu_dtype must be None or a real floating dtype"):
+        gx.adam(1e-3, nu_dtype=jnp.complex64)

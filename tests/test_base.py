@@ -431,9 +431,9 @@ def test_leafwise_nested_jit_changes_no_bit(monkeypatch):
 
 def test_slot_dtype_options_checked_at_construction_and_complex_kept():
     for bad in (jnp.int32, "foo"):
-        with pytest.raises(TypeError, match="mu_dtype must be None or a floating dtype"):
+        with pytest.raises(TypeError, match="mu_dtype must be None or a real floating dtype"):
             gx.adam(0.1, mu_dtype=bad)
-    with pytest.raises(TypeError, match="accumulator_dtype must be None or a floating"):
+    with pytest.raises(TypeError, match="accumulator_dtype must be None or a real floating"):
         gx.scale_by_momentum(0.9, accumulator_dtype=jnp.int8)
     # A real mu_dtype on a mixed tree keeps complex first moments complex (its precision).
     p = {"c": jnp.array([1 + 1j], jnp.complex64), "r": jnp.ones(1)}
