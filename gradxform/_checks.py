@@ -190,8 +190,12 @@ def describe(x: Any) -> str:
 
 
 def check_tree_structure(
-    expected: PyTree, received: PyTree, *, names=("expected", "received"), allow_none=False
-):
+    expected: PyTree,
+    received: PyTree,
+    *,
+    names: tuple[str, str] = ("expected", "received"),
+    allow_none: bool = False,
+) -> None:
     """Raise ``ValueError`` naming the first key path where two trees differ.
 
     ``None`` counts as a leaf, so ``{"a": None}`` and ``{"a": x}`` differ at ``['a']``,

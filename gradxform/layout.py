@@ -54,15 +54,7 @@ class ParamLayout:
 
     Build it with the classmethod ``ParamLayout.of(params, pad_to=1)`` (the dataclass
     fields are internal); ``flatten`` packs a tree, ``unflatten`` views it back, and
-    ``num_params`` counts the optimized elements (padding excluded). The arguments of
-    ``ParamLayout.of``:
-
-    Args:
-      params: the parameter tree, of arrays or ``jax.ShapeDtypeStruct``; float and complex
-        leaves are grouped by dtype, other leaves (``None``, ints, strings) are kept as
-        they are. No default.
-      pad_to: pad each group's buffer with zeros to a multiple of this, an integer >= 1
-        (e.g. the device count, to shard it). Default 1.
+    ``num_params`` counts the optimized elements (padding excluded).
 
     Example:
       >>> params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2), "step": 3}
@@ -90,7 +82,16 @@ class ParamLayout:
     def of(cls, params: Params, pad_to: int = 1) -> ParamLayout:
         """The layout of ``params`` (arrays or ShapeDtypeStructs); groups by dtype.
 
-        Its arguments (``params``, ``pad_to=1``) are documented in the class docstring.
+        Args:
+          params: the parameter tree, of arrays or ``jax.ShapeDtypeStruct``; float and complex
+            leaves are grouped by dtype, other leaves (``None``, ints, strings) are kept as
+            they are. No default.
+          pad_to: pad each group's buffer with zeros to a multiple of this, an integer >= 1
+            (e.g. the device count, to shard it). Default 1.
+
+        Example:
+          >>> gx.ParamLayout.of({"w": jnp.ones((2, 2)), "b": jnp.zeros(3)}, pad_to=4)
+          ParamLayout(2 leaves -> float32[8])
         """
         if not (isinstance(pad_to, (int, np.integer)) and not isinstance(pad_to, bool)) or (
             pad_to < 1

@@ -666,7 +666,9 @@ def test_found_while_building_the_table():
         tx.update({"w": "abc", "b": jnp.zeros(3)}, tx.init(p), p)
     for bad, got in ((lambda c: jnp.ones(3), r"float32\[3\]"), (lambda c: None, "None")):
         sgd = gx.sgd(bad)
-        with pytest.raises(TypeError, match=rf"the schedule .* must return a real scalar, got {got}"):
+        with pytest.raises(
+            TypeError, match=rf"the schedule .* must return a real scalar, got {got}"
+        ):
             sgd.update(p, sgd.init(p), p)
     with pytest.raises(TypeError, match="nu_dtype must be None or a real floating dtype"):
         gx.adam(1e-3, nu_dtype=jnp.complex64)

@@ -73,8 +73,8 @@ def test_many_examples():
 # classes (built by the library, not by users), enums and modules.
 ALIASES = {"PyTree", "Params", "Updates", "OptState", "Scalar", "ScalarOrSchedule"}
 BASES = {"Module", "GradientTransformation", "Schedule", "LineSearch", "Logger"}
-# Classes users build through a classmethod, not their (internal) constructor: the class
-# docstring documents that classmethod's arguments.
+# Classes users build through a classmethod, not their (internal) constructor: that
+# classmethod's docstring documents its arguments (the class docstring has the example).
 CONSTRUCTORS = {"ParamLayout": "of"}
 
 
@@ -148,6 +148,8 @@ def test_documented(name):
     doc = inspect.getdoc(obj) or ""
     assert ">>>" in doc, f"{name} has no example"
     arguments = _arguments(obj)
+    if inspect.isclass(obj) and obj.__name__ in CONSTRUCTORS:
+        doc = inspect.getdoc(getattr(obj, CONSTRUCTORS[obj.__name__])) or ""
     if arguments:
         assert "\nArgs:\n" in doc, f"{name} takes arguments but has no 'Args:' section"
         # One entry per argument, in the signature's order.
