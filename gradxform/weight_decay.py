@@ -29,6 +29,7 @@ from ._leafwise import (
 from ._module import static_field
 from ._typing import Scalar, ScalarOrSchedule, TreeDef
 from .base import GradientTransformation, empty_state
+from .wrappers._paths import is_tree_leaf
 from .wrappers.selectors import as_selector, match, resolve_selector, where
 
 __all__ = ["add_decayed_weights", "add_l1_subgradient", "proximal_l1"]
@@ -46,11 +47,7 @@ def _as_mask(owner: str, mask: Any) -> Any:
 def _is_mask_function(mask: Any) -> bool:
     # A callable pytree (an Equinox module of bools) is a mask tree, not a function;
     # where/match are selectors.
-    return (
-        callable(mask)
-        and not isinstance(mask, (where, match))
-        and jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(mask))
-    )
+    return callable(mask) and not isinstance(mask, (where, match)) and is_tree_leaf(mask)
 
 
 def _mask_tree(owner: str, mask: Any, params: Any) -> Any:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_hparam, check_int, is_none, is_param
+from .._checks import check_hparam, check_int, check_transform, is_none, is_param
 from .._module import value_or_id
 from .._typing import OptState, Params, PyTree, Updates
 from ..base import apply_updates, chain
@@ -446,8 +446,7 @@ def minimize(
     """
     if not callable(fun):
         raise TypeError(f"minimize: fun must be callable, got {fun!r}")
-    if not (hasattr(tx, "init") and hasattr(tx, "update")):
-        raise TypeError(f"minimize: tx must be a gradient transformation, got {tx!r}")
+    check_transform("minimize", "tx", tx)
     # (This wrapper is kept lean: for small problems its microseconds are a visible part
     # of the whole run.)
     # JAX adds each config flag to jax.config at run time; its Config type declares none.
