@@ -7,7 +7,7 @@ virtual environment)::
     python tests/reference/record_torch.py
 
 It writes ONE file, ``tests/reference/torch_trajectories.json`` (next to this
-script), which ``tests/test_torch_parity.py`` reads without importing torch.
+script), which ``tests/test_reference_parity.py`` reads without importing torch.
 
 Test problem (everything float64, deterministic: fixed numpy seed):
 
@@ -32,12 +32,8 @@ import sys
 
 import numpy as np
 import torch
+from _problem import LAM, NUM_STEPS, RECORD_STEPS, SHAPES, closed_form_grads, loss, make_problem
 
-NUM_STEPS = 50
-RECORD_STEPS = [1, 2, 3, 5, 10, 20, 30, 40, 50]
-SEED = 20240611
-LAM = 0.1
-SHAPES = {"w": (3, 2), "b": (4,)}
 OUT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_trajectories.json")
 
 
@@ -259,35 +255,6 @@ def gradxform_kwargs(torch_kwargs):
     return out
 
 
-def make_problem():
-    rng = np.random.default_rng(SEED)
-    n = sum(int(np.prod(s)) for s in SHAPES.values())
-    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
-    eigs = np.geomspace(0.5, 10.0, n)
-    a = (q * eigs) @ q.T
-    a = 0.5 * (a + a.T)  # exactly symmetric
-    assert np.all(np.linalg.eigvalsh(a) > 0)
-    c = rng.normal(size=n)
-    x0 = rng.normal(size=n)
-    leaves, off = {}, 0
-    for k, s in SHAPES.items():
-        size = int(np.prod(s))
-        leaves[k] = x0[off : off + size].reshape(s)
-        off += size
-    return a, c, leaves
-
-
-def closed_form_grads(a, c, lam, params):
-    x = torch.cat([params["w"].reshape(-1), params["b"].reshape(-1)])
-    g = a @ x - c + lam * x**3
-    return {"w": g[:6].reshape(SHAPES["w"]), "b": g[6:].reshape(SHAPES["b"])}
-
-
-def loss(a, c, lam, params):
-    x = torch.cat([params["w"].reshape(-1), params["b"].reshape(-1)])
-    return 0.5 * x @ (a @ x) - c @ x + 0.25 * lam * torch.sum(x**4)
-
-
 def run_case(case, a_np, c_np, x0_leaves):
     a = torch.tensor(a_np)
     c = torch.tensor(c_np)
@@ -301,11 +268,11 @@ def run_case(case, a_np, c_np, x0_leaves):
     traj = {}
     for step in range(1, NUM_STEPS + 1):
         with torch.no_grad():
-            grads = closed_form_grads(a, c, LAM, params)
+            grads = closed_form_grads(a, c, params)
         if step == 1:  # sanity check: closed form == autograd
             for p in params.values():
                 p.grad = None
-            loss(a, c, LAM, params).backward()
+            loss(a, c, params).backward()
             for k, p in params.items():
                 torch.testing.assert_close(p.grad, grads[k], rtol=1e-13, atol=1e-13)
         for k, p in params.items():
