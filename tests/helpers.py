@@ -43,7 +43,7 @@ from references import (
 
 import gradxform as gx
 
-TORCH_TRAJECTORIES = pathlib.Path(__file__).parent / "reference" / "torch_trajectories.json"
+REFERENCE_DIR = pathlib.Path(__file__).parent / "reference"
 
 # --------------------------------------------------------------------------------------
 # Per-coordinate rules (scale_by_*): state layout and NumPy references
@@ -294,9 +294,11 @@ class OptimizerCase:
     primitive: str | None  # the PRIMITIVES rule it chains (its state is state[primitive])
     slots: tuple[str, ...]  # fields of that state holding a params-like tree, for `quad`
     # NumPy direction at the `quad` hyperparameters (the update is -learning_rate times
-    # its "u"); None only where torch_cases cover the optimizer.
+    # its "u"); None only where parity_cases cover the optimizer.
     reference: Callable | None
-    torch_cases: tuple[str, ...] = ()  # its cases in reference/torch_trajectories.json
+    # Its recorded reference cases, "<source>-<case>" for reference/<source>_trajectories.json
+    # (torch.optim, schedulefree, ...): the ids of test_reference_parity.py.
+    parity_cases: tuple[str, ...] = ()
     rosen_tol: float = 1e-3  # max |x - x*| after the Rosenbrock run
     complex_tol: float = 2e-3  # max |z - c| after 3,000 steps on a complex quadratic
 
@@ -318,12 +320,12 @@ OPTIMIZERS = _optimizers(
         primitive=None,  # momentum=None: learning rate only, no per-parameter state
         slots=(),
         reference=ref_sgd,
-        torch_cases=(
-            "sgd_plain",
-            "sgd_momentum",
-            "sgd_momentum_dampening",
-            "sgd_nesterov",
-            "sgd_momentum_wd",
+        parity_cases=(
+            "torch-sgd_plain",
+            "torch-sgd_momentum",
+            "torch-sgd_momentum_dampening",
+            "torch-sgd_nesterov",
+            "torch-sgd_momentum_wd",
         ),
     ),
     OptimizerCase(
@@ -358,7 +360,7 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_rss",
         slots=("sum_of_squares",),
         reference=ref_rss,
-        torch_cases=("adagrad_plain", "adagrad_decay_wd_init"),
+        parity_cases=("torch-adagrad_plain", "torch-adagrad_decay_wd_init"),
     ),
     # Adadelta crawls along the curved Rosenbrock valley (its effective step grows with
     # its own past steps): 20k steps get within 0.06 of (1, 1) from a loss of 24.
@@ -369,7 +371,7 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_adadelta",
         slots=("sq_avg", "delta_avg"),
         reference=partial(ref_adadelta, rho=0.9, eps=1e-6),
-        torch_cases=("adadelta_default", "adadelta_rho_eps_wd"),
+        parity_cases=("torch-adadelta_default", "torch-adadelta_rho_eps_wd"),
         rosen_tol=0.1,
     ),
     OptimizerCase(
@@ -379,11 +381,11 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_rms",
         slots=("nu",),  # mu only when centered
         reference=partial(ref_rms, decay=0.99, eps=1e-8),
-        torch_cases=(
-            "rmsprop_plain",
-            "rmsprop_centered",
-            "rmsprop_momentum",
-            "rmsprop_centered_momentum_wd",
+        parity_cases=(
+            "torch-rmsprop_plain",
+            "torch-rmsprop_centered",
+            "torch-rmsprop_momentum",
+            "torch-rmsprop_centered_momentum_wd",
         ),
     ),
     OptimizerCase(
@@ -393,7 +395,7 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_adam",
         slots=("mu", "nu"),
         reference=ref_adam,
-        torch_cases=("adam_plain", "adam_amsgrad", "adam_wd", "adam_betas_eps"),
+        parity_cases=("torch-adam_plain", "torch-adam_amsgrad", "torch-adam_wd", "torch-adam_betas_eps"),
     ),
     OptimizerCase(
         "adamw",
@@ -402,7 +404,7 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_adam",
         slots=("mu", "nu"),
         reference=ref_adam,
-        torch_cases=("adamw_wd", "adamw_amsgrad_wd"),
+        parity_cases=("torch-adamw_wd", "torch-adamw_amsgrad_wd"),
     ),
     OptimizerCase(
         "amsgrad",
@@ -419,7 +421,7 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_nadam",
         slots=("mu", "nu"),
         reference=ref_nadam,
-        torch_cases=("nadam_plain", "nadam_wd"),
+        parity_cases=("torch-nadam_plain", "torch-nadam_wd"),
     ),
     OptimizerCase(
         "radam",
@@ -428,7 +430,7 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_radam",
         slots=("mu", "nu"),
         reference=ref_radam,
-        torch_cases=("radam_plain", "radam_wd"),
+        parity_cases=("torch-radam_plain", "torch-radam_wd"),
     ),
     OptimizerCase(
         "adamax",
@@ -437,7 +439,7 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_adamax",
         slots=("mu", "nu"),
         reference=ref_adamax,
-        torch_cases=("adamax_plain", "adamax_wd"),
+        parity_cases=("torch-adamax_plain", "torch-adamax_wd"),
     ),
     # Lion moves every coordinate by exactly lr: it ends in an lr-sized neighbourhood.
     OptimizerCase(
@@ -452,10 +454,14 @@ OPTIMIZERS = _optimizers(
 )
 
 
-def torch_cases() -> dict[str, str]:
-    """Recorded torch.optim cases: case name -> the gradxform optimizer it runs."""
-    ref = json.loads(TORCH_TRAJECTORIES.read_text())
-    return {case["name"]: case["gradxform"]["optimizer"] for case in ref["cases"]}
+def parity_cases() -> dict[str, str]:
+    """Recorded reference cases: "<source>-<case>" -> the gradxform optimizer it runs."""
+    out = {}
+    for path in sorted(REFERENCE_DIR.glob("*_trajectories.json")):
+        source = path.name.removesuffix("_trajectories.json")
+        for case in json.loads(path.read_text())["cases"]:
+            out[f"{source}-{case['name']}"] = case["gradxform"]["optimizer"]
+    return out
 
 
 def slot_fields(state: Any, params: Any) -> tuple[str, ...]:

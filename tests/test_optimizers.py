@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import OPTIMIZERS, PRIMITIVES, max_dist, run, slot_fields, torch_cases
+from helpers import OPTIMIZERS, PRIMITIVES, max_dist, run, slot_fields, parity_cases
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import gradxform as gx
@@ -85,20 +85,20 @@ def test_every_exported_optimizer_has_a_registry_entry():
 
 
 def test_registry_entries_are_consistent():
-    recorded = torch_cases()
+    recorded = parity_cases()
     claimed = {}
     for name, case in OPTIMIZERS.items():
         assert case.name == name and callable(getattr(gx, name))
-        assert case.reference is not None or case.torch_cases, f"{name}: no reference at all"
+        assert case.reference is not None or case.parity_cases, f"{name}: no reference at all"
         if case.primitive is None:
             assert case.slots == (), name
         else:
             assert set(case.slots) <= set(PRIMITIVES[case.primitive].state_fields), name
         assert "learning_rate" in case.quad and "learning_rate" in case.rosen
-        for c in case.torch_cases:
-            assert recorded.get(c) == name, f"{name}: torch case {c!r} runs {recorded.get(c)}"
+        for c in case.parity_cases:
+            assert recorded.get(c) == name, f"{name}: reference case {c!r} runs {recorded.get(c)}"
             claimed[c] = name
-    # Every recorded torch.optim trajectory is listed under the optimizer it runs.
+    # Every recorded reference trajectory is listed under the optimizer it runs.
     assert set(claimed) == set(recorded), f"not in the registry: {set(recorded) - set(claimed)}"
     for name, rule in PRIMITIVES.items():
         assert rule.name == name and rule.references, name
