@@ -395,7 +395,12 @@ OPTIMIZERS = _optimizers(
         primitive="scale_by_adam",
         slots=("mu", "nu"),
         reference=ref_adam,
-        parity_cases=("torch-adam_plain", "torch-adam_amsgrad", "torch-adam_wd", "torch-adam_betas_eps"),
+        parity_cases=(
+            "torch-adam_plain",
+            "torch-adam_amsgrad",
+            "torch-adam_wd",
+            "torch-adam_betas_eps",
+        ),
     ),
     OptimizerCase(
         "adamw",

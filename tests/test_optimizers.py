@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import OPTIMIZERS, PRIMITIVES, max_dist, run, slot_fields, parity_cases
+from helpers import OPTIMIZERS, PRIMITIVES, max_dist, parity_cases, run, slot_fields
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import gradxform as gx
