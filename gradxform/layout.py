@@ -18,10 +18,22 @@ then runs on a handful of leaves::
     flat = gx.apply_updates(flat, updates)
 
 Elementwise transforms give bitwise the same numbers as on the tree; tree reductions
-(``clip_by_global_norm``) sum in another order (last-ulp differences). Per-leaf options
-(weight-decay masks, partitions) need a per-leaf tree and do not apply to flat groups.
-``pad_to`` pads each group to a multiple (e.g. the device count) so a flat group can be
-sharded along its one axis with ``NamedSharding(mesh, PartitionSpec("x"))``.
+(``clip_by_global_norm``) sum in another order (last-ulp differences).
+
+Per-leaf choices still work on the flat form:
+
+- masks, partitions, freezing: ``labels=`` (any labels selector ``gx.partition`` takes)
+  puts each label's leaves in buffers of their own, ``{label: {dtype: buffer}}``, so a
+  mask or a partition over labels is an ordinary selector on the flat tree
+  (``weight_decay_mask={"decay": True, "no_decay": False}``, ``gx.partition(txs,
+  layout.labels())``);
+- per-leaf reductions (norms for trust ratios, clipping by block): ``leaf_sums`` reduces
+  each buffer per original leaf through static segment ids, ``per_element`` broadcasts
+  per-leaf values back; a transform given ``layout=`` uses them.
+
+``pad_to`` pads each buffer to a multiple (e.g. the device count) so it can be sharded
+along its one axis with ``NamedSharding(mesh, PartitionSpec("x"))``; padding is its own
+segment, never mixed into a leaf's reduction. ``flat_params`` is the one-call form.
 """
 
 from __future__ import annotations
@@ -36,25 +48,56 @@ import numpy as np
 
 from ._checks import check_tree_structure, is_none, is_param
 from ._module import value_or_id
-from ._typing import Params, TreeDef
+from ._typing import Params, PyTree, TreeDef
 
-__all__ = ["ParamLayout"]
+__all__ = ["ParamLayout", "flat_params"]
 
 
 @dataclasses.dataclass(frozen=True)
 class _Slot:
-    group: str  # dtype name
+    group: str  # "dtype", or "label/dtype" with labels
     offset: int
     shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> str:
+        return self.group.rsplit("/", 1)[-1]
+
+
+def _group(label: str | None, dtype: str) -> str:
+    return dtype if label is None else f"{label}/{dtype}"
+
+
+def _nest(groups: dict[str, Any]) -> dict[str, Any]:
+    """{"label/dtype": x} -> {label: {dtype: x}}; plain {"dtype": x} stays as it is."""
+    out: dict[str, Any] = {}
+    for key, value in groups.items():
+        if "/" in key:
+            label, dtype = key.rsplit("/", 1)
+            out.setdefault(label, {})[dtype] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _unnest(flat: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in flat.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{dt}": v for dt, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
 class ParamLayout:
     """Where each parameter leaf lives in its dtype group's flat buffer (static, hashable).
 
-    Build it with the classmethod ``ParamLayout.of(params, pad_to=1)`` (the dataclass
-    fields are internal); ``flatten`` packs a tree, ``unflatten`` views it back, and
-    ``num_params`` counts the optimized elements (padding excluded).
+    Build it with the classmethod ``ParamLayout.of(params, pad_to=1, labels=None)`` (the
+    dataclass fields are internal); ``flatten`` packs a tree, ``unflatten`` views it back,
+    ``num_params`` counts the optimized elements (padding excluded), ``labels`` gives the
+    flat tree's labels, ``leaf_sums`` / ``per_element`` reduce and broadcast per leaf.
 
     Example:
       >>> params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2), "step": 3}
@@ -79,7 +122,7 @@ class ParamLayout:
     sizes: tuple[tuple[str, int], ...]  # (group, padded size) pairs
 
     @classmethod
-    def of(cls, params: Params, pad_to: int = 1) -> ParamLayout:
+    def of(cls, params: Params, pad_to: int = 1, *, labels: Any = None) -> ParamLayout:
         """The layout of ``params`` (arrays or ShapeDtypeStructs); groups by dtype.
 
         Args:
@@ -88,34 +131,53 @@ class ParamLayout:
             they are. No default.
           pad_to: pad each group's buffer with zeros to a multiple of this, an integer >= 1
             (e.g. the device count, to shard it). Default 1.
+          labels: a label per parameter, as ``gx.partition`` takes them (a tree of label
+            strings, ``gx.where``, ``gx.match({pattern: label})``): each label gets buffers
+            of its own and the flat tree becomes ``{label: {dtype: buffer}}``. Labels may
+            not contain "/". Default None: one buffer per dtype.
 
         Example:
           >>> gx.ParamLayout.of({"w": jnp.ones((2, 2)), "b": jnp.zeros(3)}, pad_to=4)
           ParamLayout(2 leaves -> float32[8])
+          >>> gx.ParamLayout.of({"w": jnp.ones((2, 2)), "b": jnp.zeros(3)},
+          ...                   labels=gx.match({"w": "decay", "b": "no_decay"}))
+          ParamLayout(2 leaves -> no_decay/float32[3], decay/float32[4])
         """
         if not (isinstance(pad_to, (int, np.integer)) and not isinstance(pad_to, bool)) or (
             pad_to < 1
         ):
             raise ValueError(f"ParamLayout.of: pad_to must be an integer >= 1, got {pad_to!r}")
         leaves, treedef = jax.tree_util.tree_flatten(params, is_leaf=is_none)
+        names: list[Any] = [None] * len(leaves)
+        if labels is not None:
+            # Imported here: selectors import the transforms' base, which this module
+            # (a generic piece under them) must not import at load time.
+            from .wrappers.selectors import as_selector, resolve_selector
+
+            owner = "ParamLayout.of"
+            names = resolve_selector(owner, as_selector(owner, labels, "labels"), params, "labels")
+            bad = sorted({n for n in names if n is not None and ("/" in n or not n)})
+            if bad:
+                raise ValueError(f"{owner}: labels must be non-empty and contain no '/', got {bad}")
         offsets: dict[str, int] = {}
         slots: list[_Slot | None] = []
         others: list[Any] = []
-        for leaf in leaves:
+        for leaf, label in zip(leaves, names):
             if not is_param(leaf):
                 slots.append(None)
                 others.append(leaf)
                 continue
-            dt = jnp.dtype(jnp.result_type(leaf)).name
+            group = _group(label, jnp.dtype(jnp.result_type(leaf)).name)
             shape = tuple(getattr(leaf, "shape", ()))
-            off = offsets.get(dt, 0)
-            slots.append(_Slot(dt, off, shape))
-            offsets[dt] = off + math.prod(shape)
+            off = offsets.get(group, 0)
+            slots.append(_Slot(group, off, shape))
+            offsets[group] = off + math.prod(shape)
         sizes = tuple((g, -(-n // pad_to) * pad_to) for g, n in offsets.items())
         return cls(treedef, tuple(slots), tuple(others), sizes)
 
-    def flatten(self, params: Params) -> dict[str, jax.Array]:
-        """Pack ``params`` (laid out as this layout) into ``{dtype name: 1-D array}``.
+    def flatten(self, params: Params) -> dict[str, Any]:
+        """Pack ``params`` (laid out as this layout) into ``{dtype name: 1-D array}``
+        (``{label: {dtype name: 1-D array}}`` for a layout built with labels).
 
         Args:
           params: a tree with the structure, shapes and dtypes the layout was built
@@ -134,33 +196,36 @@ class ParamLayout:
                 )
             if slot is not None:
                 arr = jnp.asarray(leaf)
-                if arr.shape != slot.shape or arr.dtype.name != slot.group:
+                if arr.shape != slot.shape or arr.dtype.name != slot.dtype:
                     raise ValueError(
                         f"ParamLayout.flatten: leaf has {arr.dtype.name}{list(arr.shape)}, "
-                        f"layout expects {slot.group}{list(slot.shape)}"
+                        f"layout expects {slot.dtype}{list(slot.shape)}"
                     )
                 parts[slot.group].append(arr.reshape(-1))
         out = {}
         for group, size in self.sizes:
-            flat = jnp.concatenate(parts[group]) if parts[group] else jnp.zeros(0, group)
+            dtype = group.rsplit("/", 1)[-1]
+            flat = jnp.concatenate(parts[group]) if parts[group] else jnp.zeros(0, dtype)
             out[group] = jnp.pad(flat, (0, size - flat.shape[0]))
-        return out
+        return _nest(out)
 
-    def unflatten(self, flat: dict[str, jax.Array]) -> Params:
+    def unflatten(self, flat: dict[str, Any]) -> Params:
         """The parameter tree viewed from flat buffers (slices: differentiable, cheap).
 
         Args:
           flat: ``{dtype name: 1-D array}`` as ``flatten`` returns it (or gradients with
             respect to it), with this layout's groups and padded sizes. No default.
         """
-        check_tree_structure(dict(self.sizes), flat, names=("layout groups", "flat"))
+        check_tree_structure(_nest(dict(self.sizes)), flat, names=("layout groups", "flat"))
+        flat = _unnest(flat)
         for group, size in self.sizes:
             buf = flat[group]
             dt, shape = jnp.dtype(jnp.result_type(buf)).name, tuple(jnp.shape(buf))
-            if (dt, shape) != (group, (size,)):
+            if (dt, shape) != (group.rsplit("/", 1)[-1], (size,)):
                 raise ValueError(
                     f"ParamLayout.unflatten: flat[{group!r}] is {dt}{list(shape)}, the layout "
-                    f"expects {group}[{size}] (a buffer from another layout or pad_to?)"
+                    f"expects {group.rsplit('/', 1)[-1]}[{size}] (a buffer from another "
+                    "layout or pad_to?)"
                 )
         others = iter(self.others)
         leaves = []
@@ -174,6 +239,74 @@ class ParamLayout:
                     jax.lax.slice_in_dim(buf, slot.offset, slot.offset + n).reshape(slot.shape)
                 )
         return self.treedef.unflatten(leaves)
+
+    def labels(self) -> dict[str, Any]:
+        """The flat tree's labels (``{label: {dtype: label}}``), for ``gx.partition``.
+
+        Example:
+          >>> layout = gx.ParamLayout.of({"w": jnp.ones(2), "b": jnp.ones(1)},
+          ...                            labels={"w": "adam", "b": "sgd"})
+          >>> layout.labels()
+          {'sgd': {'float32': 'sgd'}, 'adam': {'float32': 'adam'}}
+        """
+        if not any("/" in g for g, _ in self.sizes):
+            raise ValueError("ParamLayout.labels: this layout was built without labels=")
+        return _nest({g: g.rsplit("/", 1)[0] for g, _ in self.sizes})
+
+    def _segments(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Per group: the leaf index of each element (padding: its own last index)."""
+        out = {}
+        for group, size in self.sizes:
+            lengths = [math.prod(s.shape) for s in self.slots if s is not None and s.group == group]
+            ids = np.repeat(np.arange(len(lengths) + 1, dtype=np.int32), [*lengths, 0])
+            ids = np.concatenate([ids, np.full(size - ids.size, len(lengths), np.int32)])
+            out[group] = (ids, len(lengths) + 1)
+        return out
+
+    def leaf_sums(self, flat: PyTree) -> dict[str, Any]:
+        """Sum of each original leaf's elements, per buffer of a flat tree.
+
+        Returns a tree like ``flat`` whose buffers hold one value per original leaf (in
+        the layout's order) plus one last value for the padding. Per-leaf norms are
+        ``jnp.sqrt(layout.leaf_sums(jax.tree.map(jnp.square, flat)))``.
+
+        Args:
+          flat: a tree shaped like ``flatten``'s result (values, squares, gradients).
+            No default.
+
+        Example:
+          >>> layout = gx.ParamLayout.of({"a": jnp.ones(2), "b": jnp.ones(3)}, pad_to=8)
+          >>> layout.leaf_sums(layout.flatten({"a": jnp.ones(2), "b": jnp.full(3, 2.0)}))
+          {'float32': Array([2., 6., 0.], dtype=float32)}
+        """
+        segments = self._segments()
+        flat = _unnest(flat)
+        check_tree_structure(dict(self.sizes), flat, names=("layout groups", "flat"))
+        return _nest(
+            {
+                g: jax.ops.segment_sum(
+                    flat[g], segments[g][0], segments[g][1], indices_are_sorted=True
+                )
+                for g, _ in self.sizes
+            }
+        )
+
+    def per_element(self, per_leaf: PyTree) -> dict[str, Any]:
+        """Broadcast per-leaf values (as ``leaf_sums`` returns them) back to elements.
+
+        Args:
+          per_leaf: a tree like ``leaf_sums``' result: one value per leaf and one for the
+            padding, per buffer. No default.
+
+        Example:
+          >>> layout = gx.ParamLayout.of({"a": jnp.ones(2), "b": jnp.ones(1)})
+          >>> layout.per_element({"float32": jnp.array([10.0, 20.0, 0.0])})
+          {'float32': Array([10., 10., 20.], dtype=float32)}
+        """
+        segments = self._segments()
+        per_leaf = _unnest(per_leaf)
+        check_tree_structure(dict(self.sizes), per_leaf, names=("layout groups", "per_leaf"))
+        return _nest({g: jnp.take(per_leaf[g], segments[g][0]) for g, _ in self.sizes})
 
     # Value equality and hashing (a layout is a static argument of jit). A non-optimized
     # leaf that is not hashable (an int array, say) is compared by identity.
@@ -194,3 +327,35 @@ class ParamLayout:
         groups = ", ".join(f"{g}[{n}]" for g, n in self.sizes)
         leaves = sum(s is not None for s in self.slots)
         return f"ParamLayout({leaves} leaves -> {groups})"
+
+
+def flat_params(params: Params, *, pad_to: int = 1, labels: Any = None):
+    """One call from a model's parameter tree to ``(flat, unflatten)``.
+
+    ``flat`` is what the optimizer sees (a few 1-D buffers); ``unflatten(flat)`` gives the
+    tree back (views, differentiable), so the loss stays written for the tree:
+    ``loss = lambda flat, batch: model_loss(unflatten(flat), batch)``. Works on Flax
+    parameter dicts and on Equinox modules (their non-array leaves, e.g. activation
+    functions, are kept in the layout as they are). ``unflatten.layout`` is the
+    ``ParamLayout`` (for ``labels()``, ``leaf_sums``, or a transform's ``layout=``).
+
+    Args:
+      params: the parameter tree (Flax ``params`` dict, Equinox module, any pytree). No
+        default.
+      pad_to: pad each buffer to a multiple of this (e.g. the device count). Default 1.
+      labels: per-parameter labels, as ``ParamLayout.of`` takes them. Default None.
+
+    Example:
+      >>> flat, unflatten = gx.flat_params({"w": jnp.ones((2, 2)), "b": jnp.zeros(2)})
+      >>> flat
+      {'float32': Array([0., 0., 1., 1., 1., 1.], dtype=float32)}
+      >>> unflatten(flat)["w"].shape
+      (2, 2)
+    """
+    layout = ParamLayout.of(params, pad_to, labels=labels)
+
+    def unflatten(flat: dict[str, Any]) -> Params:
+        return layout.unflatten(flat)
+
+    unflatten.layout = layout  # type: ignore[attr-defined]
+    return layout.flatten(params), unflatten

@@ -136,3 +136,129 @@ def test_layout_with_unhashable_fixed_leaves_is_a_static_argument():
         return tree["w"] * tree["step"]
 
     np.testing.assert_array_equal(run(layout.flatten(p), layout), jnp.full(3, 3.0))
+
+
+# --------------------------------------------------------------------------------------
+# Per-leaf choices on the flat layout: labels (masks, partitions, freezing), per-leaf sums
+
+
+def _model_params():
+    rng = np.random.default_rng(1)
+    f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
+    return {
+        "layer0": {"kernel": f(3, 4), "bias": f(4), "scale": f(4)},
+        "layer1": {"kernel": f(4, 2), "bias": f(2), "scale": f(2)},
+    }
+
+
+def _model_loss(p):
+    h = jnp.ones((2, 3))
+    for name in ("layer0", "layer1"):
+        h = jnp.tanh(h @ p[name]["kernel"] + p[name]["bias"][None]) * p[name]["scale"][None]
+    return jnp.sum(h**2)
+
+
+DECAY = gx.match({"**/kernel": "decay"}, default="no_decay")
+
+
+def _train(tx, params, loss, steps=5):
+    state = tx.init(params)
+    step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
+    for _ in range(steps):
+        u, state = step(params, state)
+        params = gx.apply_updates(params, u)
+    return params
+
+
+def _assert_trees_bitwise(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_labels_give_one_buffer_per_label_and_dtype():
+    p = {**_model_params(), "emb": jnp.ones((2, 2), jnp.bfloat16), "step": 3}
+    layout = gx.ParamLayout.of(p, labels=DECAY, pad_to=4)
+    flat = layout.flatten(p)
+    assert jax.tree_util.tree_map(jnp.shape, flat) == {
+        "decay": {"float32": (20,)},
+        "no_decay": {"float32": (12,), "bfloat16": (4,)},
+    }
+    assert layout.labels() == {
+        "decay": {"float32": "decay"},
+        "no_decay": {"float32": "no_decay", "bfloat16": "no_decay"},
+    }
+    back = layout.unflatten(flat)
+    assert back["step"] == 3
+    _assert_trees_bitwise(back, p)
+
+
+def test_weight_decay_mask_on_flat_buffers_equals_the_tree_mask():
+    p = _model_params()
+    layout = gx.ParamLayout.of(p, labels=DECAY)
+    tree = _train(gx.adamw(1e-2, weight_decay=0.1, weight_decay_mask="**/kernel"), p, _model_loss)
+    flat_tx = gx.adamw(1e-2, weight_decay=0.1, weight_decay_mask={"decay": True, "no_decay": False})
+    flat = _train(flat_tx, layout.flatten(p), lambda f: _model_loss(layout.unflatten(f)))
+    _assert_trees_bitwise(layout.unflatten(flat), tree)
+
+
+def test_partition_and_freeze_on_flat_buffers_equal_the_tree_versions():
+    p = _model_params()
+    txs = {"decay": gx.adamw(1e-2, weight_decay=0.1), "no_decay": gx.sgd(0.05, momentum=0.9)}
+    layout = gx.ParamLayout.of(p, labels=DECAY)
+    flat_loss = lambda f: _model_loss(layout.unflatten(f))  # noqa: E731
+    tree = _train(gx.partition(txs, DECAY), p, _model_loss)
+    flat = _train(gx.partition(txs, layout.labels()), layout.flatten(p), flat_loss)
+    _assert_trees_bitwise(layout.unflatten(flat), tree)
+
+    frozen = gx.match({"layer0/**": "frozen"}, default="train")
+    layout = gx.ParamLayout.of(p, labels=frozen)
+    flat_loss = lambda f: _model_loss(layout.unflatten(f))  # noqa: E731
+    tree = _train(gx.freeze(gx.adam(1e-2), "layer0/**"), p, _model_loss)
+    flat_tx = gx.freeze(gx.adam(1e-2), {"frozen": True, "train": False})
+    state = flat_tx.init(layout.flatten(p))
+    assert state.inner_state[0].mu["frozen"]["float32"] is None  # no state for frozen leaves
+    flat = _train(flat_tx, layout.flatten(p), flat_loss)
+    _assert_trees_bitwise(layout.unflatten(flat), tree)
+    _assert_trees_bitwise(layout.unflatten(flat)["layer0"], p["layer0"])
+
+
+def test_leaf_sums_give_per_leaf_norms_and_skip_the_padding():
+    p = {**_model_params(), "half": jnp.full((3,), 2.0, jnp.bfloat16)}
+    layout = gx.ParamLayout.of(p, pad_to=7)  # float32[32 -> 35], bfloat16[3 -> 7]
+    flat = layout.flatten(p)
+    flat = jax.tree_util.tree_map(lambda x: x.at[-1].set(100.0), flat)  # junk in the padding
+    sums = jax.jit(layout.leaf_sums)(jax.tree_util.tree_map(jnp.square, flat))
+    leaves = [x for x in jax.tree_util.tree_leaves(p) if x.dtype == jnp.float32]
+    want = [float(jnp.sum(x.astype(jnp.float32) ** 2)) for x in leaves]
+    np.testing.assert_allclose(np.asarray(sums["float32"][:-1]), want, rtol=1e-6)
+    assert float(sums["float32"][-1]) == 100.0**2  # the padding is its own segment
+    assert float(sums["bfloat16"][0]) == 12.0
+    per_element = layout.per_element(sums)
+    assert per_element["float32"].shape == flat["float32"].shape
+    np.testing.assert_array_equal(
+        np.asarray(layout.unflatten(per_element)["layer0"]["bias"]), np.full(4, sums["float32"][0])
+    )
+
+
+def test_flat_params_keeps_the_loss_written_for_the_tree():
+    p = _model_params()
+    flat, unflatten = gx.flat_params(p, pad_to=4, labels=DECAY)
+    assert unflatten.layout == gx.ParamLayout.of(p, 4, labels=DECAY)
+    assert float(_model_loss(unflatten(flat))) == float(_model_loss(p))
+    g = jax.grad(lambda f: _model_loss(unflatten(f)))(flat)
+    assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(flat)
+
+
+def test_layout_label_errors():
+    p = {"a": jnp.ones(2), "b": jnp.ones(1)}
+    with pytest.raises(
+        ValueError, match=r"labels must be non-empty and contain no '/', got \['x/y'\]"
+    ):
+        gx.ParamLayout.of(p, labels={"a": "x/y", "b": "z"})
+    with pytest.raises(ValueError, match=r"ParamLayout.of: 1 parameter\(s\) have no label"):
+        gx.ParamLayout.of(p, labels=gx.match({"a": "x"}))
+    with pytest.raises(ValueError, match="built without labels="):
+        gx.ParamLayout.of(p).labels()
+    with pytest.raises(ValueError, match="layout groups vs flat"):
+        gx.ParamLayout.of(p).leaf_sums({"float64": jnp.ones(3)})
