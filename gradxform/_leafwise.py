@@ -202,6 +202,23 @@ def _traced_sharding(x: jax.core.Tracer) -> Any:
     return sharding
 
 
+class EncodedSlot:
+    """Base of a state slot stored in another form than an array shaped like its
+    parameter (``optimizers._quantize.QuantizedArray``: int8 blocks and scales). It is a
+    pytree node whose leaves are arrays; ``map_updates`` hands it to the per-leaf function
+    whole, which decodes and re-encodes it."""
+
+
+def _slot_view(tree: PyTree) -> PyTree:
+    """``tree`` with each ``EncodedSlot`` node replaced by a placeholder leaf, for
+    comparing its structure with the updates'."""
+    return jax.tree_util.tree_map(
+        lambda x: 0.0 if isinstance(x, EncodedSlot) else x,
+        tree,
+        is_leaf=lambda x: x is None or isinstance(x, EncodedSlot),
+    )
+
+
 def abs2(g: jax.Array) -> jax.Array:
     """|g|^2, real for complex g."""
     if jnp.iscomplexobj(g):
@@ -233,7 +250,8 @@ def per_leaf(fn: Callable, leaves: list) -> Callable:
     def call(*args):
         # Arguments that are not arrays (Python bools of a mask, Python-float params)
         # reach fn as themselves, as static arguments.
-        static = tuple(i for i, a in enumerate(args) if not isinstance(a, (jax.Array, np.ndarray)))
+        dynamic = (jax.Array, np.ndarray, EncodedSlot)
+        static = tuple(i for i, a in enumerate(args) if not isinstance(a, dynamic))
         impl = chosen.get(static)
         if impl is None:
             jitted = jax.jit(fn, static_argnums=static)
@@ -252,7 +270,12 @@ def map_updates(fn: Callable, updates: PyTree, *slots: PyTree, n_out: int = 1):
     Returns a tuple of ``n_out`` trees shaped like ``updates``.
     """
     for i, s in enumerate(slots):
-        check_tree_structure(updates, s, names=("updates", f"state slot {i}"), allow_none=True)
+        names = ("updates", f"state slot {i}")
+        try:
+            check_tree_structure(updates, s, names=names, allow_none=True)
+        except ValueError:
+            # An encoded slot (8-bit moments) is a node where updates have a leaf.
+            check_tree_structure(updates, _slot_view(s), names=names, allow_none=True)
     treedef: TreeDef
     leaves, treedef = jax.tree_util.tree_flatten(updates, is_leaf=is_none)
     slot_leaves = [treedef.flatten_up_to(s) for s in slots]

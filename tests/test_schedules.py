@@ -14,7 +14,9 @@ Tolerances:
 
 from __future__ import annotations
 
+import json
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -751,47 +753,29 @@ def test_join_accepts_plain_callable():
 
 
 # --------------------------------------------------------------------------------------
-# Optional comparison with torch.optim.lr_scheduler (torch is not a test dependency)
+# Comparison with torch.optim.lr_scheduler: learning rates recorded by
+# tests/reference/record_torch_schedules.py (torch is not a test dependency)
 
-
-def _torch_lrs(make_scheduler, base_lr, n):
-    torch = pytest.importorskip("torch")
-    param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
-    opt = torch.optim.SGD([param], lr=base_lr)
-    sched = make_scheduler(torch, opt)
-    lrs = []
-    for _ in range(n):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return np.asarray(lrs)
+TORCH_SCHEDULES = json.loads(
+    (pathlib.Path(__file__).parent / "reference" / "torch_schedules.json").read_text()
+)["cases"]
 
 
 @pytest.mark.parametrize("t_mult", [1, 2], ids=["mult1", "mult2"])
 def test_sgdr_matches_torch_cosine_annealing_warm_restarts(t_mult):
-    ref = _torch_lrs(
-        lambda torch, opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            opt, T_0=10, T_mult=t_mult, eta_min=0.01
-        ),
-        0.5,
-        160,
-    )
+    ref = np.asarray(TORCH_SCHEDULES[f"cosine_warm_restarts_mult{t_mult}"]["lrs"])
     with jax.enable_x64(True):
         sched = gx.sgdr_schedule(0.5, 10, period_mult=t_mult, end_value=0.01)
-        ours = np.asarray(jax.vmap(sched)(jnp.arange(160, dtype=jnp.int32)))
+        ours = np.asarray(jax.vmap(sched)(jnp.arange(ref.size, dtype=jnp.int32)))
     # torch's chained (recursive) form accumulates a few ulps per step.
     np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
 
 
 def test_staircase_exponential_matches_torch_steplr():
-    ref = _torch_lrs(
-        lambda torch, opt: torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.3),
-        0.5,
-        50,
-    )
+    ref = np.asarray(TORCH_SCHEDULES["step_lr"]["lrs"])
     with jax.enable_x64(True):
         sched = gx.exponential_decay(0.5, decay_rate=0.3, transition_steps=7, staircase=True)
-        ours = np.asarray(jax.vmap(sched)(jnp.arange(50, dtype=jnp.int32)))
+        ours = np.asarray(jax.vmap(sched)(jnp.arange(ref.size, dtype=jnp.int32)))
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
 
 

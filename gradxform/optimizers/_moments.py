@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from .._checks import check_hparam, concrete_number
 from .._leafwise import abs2, map_params, new_slot, scalar_dtype, scalar_like, slot_dtype
+from ._quantize import store_slot
 
 
 def check_betas(owner: str, b1: Any, b2: Any, eps: Any) -> None:
@@ -22,8 +23,12 @@ def check_betas(owner: str, b1: Any, b2: Any, eps: Any) -> None:
     check_hparam(owner, "eps", eps, low=0, low_open=True)
 
 
-def init_moments(params, mu_dtype, nu_dtype):
-    """Zero first moments (mu_dtype) and real second moments (nu_dtype) like params."""
+def init_moments(params, mu_dtype, nu_dtype, storage=None):
+    """Zero first moments (mu_dtype) and real second moments (nu_dtype) like params, or,
+    with ``storage`` (an ``Int8Blocks``), 8-bit slots (the second moment as sqrt(v))."""
+    if storage is not None:
+        mu = map_params(storage.zeros, params)
+        return mu, map_params(lambda p: storage.zeros(p, sqrt=True), params)
     mu = map_params(lambda p: new_slot(p, slot_dtype(p, mu_dtype)), params)
     nu = map_params(lambda p: new_slot(p, slot_dtype(p, nu_dtype, real=True)), params)
     return mu, nu
@@ -40,9 +45,10 @@ def update_moments(g, m, v, b1, b2):
 
 def store_moments(m, v, m_old, v_old):
     """New moments in the storage dtypes of the old ones (chosen at init from the
-    parameter and ``mu_dtype`` / ``nu_dtype``): an update of another dtype must not
-    change the state's dtypes (a scan carry or a jitted step would break or retrace)."""
-    return m.astype(m_old.dtype), v.astype(v_old.dtype)
+    parameter and ``mu_dtype`` / ``nu_dtype``; 8-bit slots are encoded): an update of
+    another dtype must not change the state's dtypes (a scan carry or a jitted step
+    would break or retrace)."""
+    return store_slot(m, m_old), store_slot(v, v_old)
 
 
 def bias_correction(beta: Any, t: jax.Array) -> jax.Array:

@@ -30,6 +30,7 @@ from ..base import GradientTransformation, named_chain
 from ..scaling import scale_by_learning_rate
 from ..weight_decay import maybe_weight_decay
 from ._moments import bias_correction, check_betas, init_moments, store_moments, update_moments
+from ._quantize import Int8Blocks, check_storage, load_slot, store_slot
 
 __all__ = ["scale_by_adam", "scale_by_nadam", "adam", "adamw", "amsgrad", "nadam"]
 
@@ -37,8 +38,9 @@ __all__ = ["scale_by_adam", "scale_by_nadam", "adam", "adamw", "amsgrad", "nadam
 class AdamState(NamedTuple):
     # "count" shadows tuple.count (typed as a method); kept: it is the name Optax uses.
     count: jax.Array  # type: ignore[assignment]  # int32 scalar: updates so far
-    mu: PyTree  # like params, mu_dtype: first moment
-    nu: PyTree  # like params, real nu_dtype: second moment
+    # like params, mu_dtype (with moment_storage: a QuantizedArray per leaf): first moment
+    mu: PyTree
+    nu: PyTree  # like params, real nu_dtype (or a QuantizedArray of sqrt(v)): second moment
     nu_max: PyTree  # like nu when amsgrad, else None: running max of nu
 
 
@@ -64,6 +66,8 @@ class scale_by_adam(GradientTransformation):
       mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
       nu_dtype: storage dtype of v (real). Default None: the parameter dtype, at least
         float32.
+      moment_storage: ``gx.Int8Blocks(...)``: m, v (as sqrt(v)) and v_max in 8-bit
+        blocks (then mu_dtype and nu_dtype must be None), or None. Default None.
 
     Example:
       >>> tx = gx.scale_by_adam()
@@ -86,14 +90,17 @@ class scale_by_adam(GradientTransformation):
     nesterov: bool = static_field(default=False)
     mu_dtype: DTypeLike | None = static_field(default=None)
     nu_dtype: DTypeLike | None = static_field(default=None)
+    moment_storage: Int8Blocks | None = static_field(default=None)
 
     def __post_init__(self):
         check_betas("scale_by_adam", self.b1, self.b2, self.eps)
         check_hparam("scale_by_adam", "eps_root", self.eps_root, low=0)
+        check_storage("scale_by_adam", self.moment_storage, self.mu_dtype, self.nu_dtype)
 
     def init(self, params):
-        mu, nu = init_moments(params, self.mu_dtype, self.nu_dtype)
-        nu_max = init_moments(params, None, self.nu_dtype)[1] if self.amsgrad else None
+        store = self.moment_storage
+        mu, nu = init_moments(params, self.mu_dtype, self.nu_dtype, store)
+        nu_max = init_moments(params, None, self.nu_dtype, store)[1] if self.amsgrad else None
         return AdamState(count=zero_count(), mu=mu, nu=nu, nu_max=nu_max)
 
     def update(self, updates, state, params=None, **extra):
@@ -107,10 +114,10 @@ class scale_by_adam(GradientTransformation):
             c1 = c2 = c1_next = jnp.ones([], scalar_dtype())
         nu_max = state.nu_max if self.amsgrad else state.nu
 
-        def f(u, m_old, v_old, vmax):
+        def f(u, m_old, v_old, vmax_old):
             g = u.astype(compute_dtype(u))
-            m, v = update_moments(g, m_old, v_old, b1, b2)
-            vmax = jnp.maximum(vmax.astype(v.dtype), v) if self.amsgrad else v
+            m, v = update_moments(g, load_slot(m_old), load_slot(v_old), b1, b2)
+            vmax = jnp.maximum(load_slot(vmax_old).astype(v.dtype), v) if self.amsgrad else v
             if self.nesterov:
                 m_hat = scalar_like(b1 * c1_next, g) * m + scalar_like((1 - b1) * c1, g) * g
             else:
@@ -118,7 +125,7 @@ class scale_by_adam(GradientTransformation):
             denom = jnp.sqrt(vmax * scalar_like(c2, v) + scalar_like(self.eps_root, v))
             out = m_hat / (denom + scalar_like(self.eps, v)).astype(g.dtype)
             m, v = store_moments(m, v, m_old, v_old)
-            return out.astype(u.dtype), m, v, vmax.astype(v.dtype)
+            return out.astype(u.dtype), m, v, store_slot(vmax, vmax_old) if self.amsgrad else v
 
         updates, mu, nu, vmax = map_updates(f, updates, state.mu, state.nu, nu_max, n_out=4)
         return updates, AdamState(count=count, mu=mu, nu=nu, nu_max=vmax if self.amsgrad else None)
@@ -208,6 +215,7 @@ def adam(
     nesterov: bool = False,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    moment_storage: Int8Blocks | None = None,
 ):
     """Adam, exactly torch.optim.Adam (weight decay is coupled L2, added to the gradient).
 
@@ -234,6 +242,7 @@ def adam(
       nesterov: Nesterov momentum (see ``scale_by_adam``). Default False.
       mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
       nu_dtype: storage dtype of v. Default None: the parameter dtype, at least float32.
+      moment_storage: 8-bit moments, see ``scale_by_adam``. Default None.
 
     Example:
       >>> tx = gx.adam(learning_rate=0.5)
@@ -257,6 +266,7 @@ def adam(
             nesterov=nesterov,
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
+            moment_storage=moment_storage,
         ),
         scale_by_learning_rate(learning_rate),
     )
@@ -275,6 +285,7 @@ def adamw(
     nesterov: bool = False,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    moment_storage: Int8Blocks | None = None,
 ):
     """AdamW (Loshchilov & Hutter, 2019), exactly torch.optim.AdamW: decoupled decay.
 
@@ -298,6 +309,7 @@ def adamw(
       nesterov: Nesterov momentum (see ``scale_by_adam``). Default False.
       mu_dtype: storage dtype of m. Default None: the parameter dtype, at least float32.
       nu_dtype: storage dtype of v. Default None: the parameter dtype, at least float32.
+      moment_storage: 8-bit moments, see ``scale_by_adam``. Default None.
 
     Example:
       >>> tx = gx.adamw(learning_rate=0.5, weight_decay=0.5)
@@ -318,6 +330,7 @@ def adamw(
             nesterov=nesterov,
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
+            moment_storage=moment_storage,
         ),
         maybe_weight_decay(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
