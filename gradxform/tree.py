@@ -26,6 +26,7 @@ __all__ = [
     "tree_zeros_like",
     "tree_sum",
     "check_tree_structure",
+    "incremental_update",
 ]
 
 
@@ -209,6 +210,41 @@ def tree_zeros_like(tree: PyTree, dtype: DTypeLike | None = None) -> PyTree:
         return x
 
     return jax.tree_util.tree_map(zeros, tree)
+
+
+def incremental_update(new: PyTree, old: PyTree, step_size: Scalar) -> PyTree:
+    """Polyak averaging step: step_size * new + (1 - step_size) * old, leaf-wise.
+
+    Optax's ``incremental_update`` (a target network or a hand-kept average of the
+    params). Computed in at least float32 and returned in each ``old`` leaf's dtype;
+    where either tree has ``None`` or a leaf that is not an array, ``new``'s leaf is
+    returned.
+
+    Args:
+      new: the latest values, a pytree of float or complex arrays. No default.
+      old: the running average, a pytree of the same structure. No default.
+      step_size: the weight of ``new``, a number or a scalar array (usually in [0, 1]).
+        No default.
+
+    Example:
+      >>> gx.incremental_update({"w": jnp.array([1.0])}, {"w": jnp.array([3.0])}, 0.25)
+      {'w': Array([2.5], dtype=float32)}
+    """
+    check_tree_structure(new, old, names=("new", "old"), allow_none=True)
+    check_param_dtypes(new, "new")
+    check_param_dtypes(old, "old")
+
+    def step(x, y):
+        if not (is_param(x) and is_param(y)):
+            return x
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        old_dtype = y.dtype
+        dt = wider_dtype(compute_dtype(x), compute_dtype(y))
+        x, y = cast(x, dt), cast(y, dt)
+        s = scalar_like(step_size, x)
+        return cast(s * x + (1 - s) * y, old_dtype)
+
+    return jax.tree_util.tree_map(step, new, old, is_leaf=is_none)
 
 
 # --------------------------------------------------------------------------------------

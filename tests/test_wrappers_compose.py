@@ -28,6 +28,18 @@ def sched():
     return gx.warmup_cosine_decay_schedule(0.0, 0.1, 3, 40)
 
 
+class _with_loss(gx.GradientTransformation):
+    """Passes value_fn=loss to a transform that needs it (sam); its state is inner's."""
+
+    inner: gx.GradientTransformation
+
+    def init(self, params):
+        return self.inner.init(params)
+
+    def update(self, updates, state, params=None, **extra):
+        return self.inner.update(updates, state, params, value_fn=loss, **extra)
+
+
 WRAPPERS = {
     "apply_if_finite": lambda: gx.apply_if_finite(gx.adam(sched()), 2),
     "apply_if_finite_raise": lambda: gx.apply_if_finite(gx.adam(0.1), 2, on_limit="raise"),
@@ -40,6 +52,17 @@ WRAPPERS = {
     "scale_by_schedule": lambda: gx.chain(gx.sgd(1.0), gx.scale_by_schedule(sched())),
     "project": lambda: gx.chain(gx.adam(0.1), gx.project(clip01)),
     "keep_params_nonnegative": lambda: gx.chain(gx.adam(0.1), gx.keep_params_nonnegative()),
+    "sam": lambda: _with_loss(gx.sam(gx.adam(0.1), 0.05)),
+    "asam_in_apply_if_finite": lambda: _with_loss(
+        gx.apply_if_finite(gx.sam(gx.sgd(0.05, momentum=0.5), 0.5, adaptive=True), 2)
+    ),
+    "skip_large_updates": lambda: gx.skip_large_updates(gx.adam(sched()), 1e6),
+    "dynamic_loss_scale": lambda: gx.dynamic_loss_scale(
+        gx.adam(0.1), init_scale=2.0**10, growth_interval=3
+    ),
+    "zero_nans_adaptive_grad_clip": lambda: gx.chain(
+        gx.zero_nans(), gx.adaptive_grad_clip(0.1), gx.adam(0.1)
+    ),
     "nested": lambda: gx.apply_if_finite(
         gx.accumulate(
             gx.lookahead(
@@ -53,6 +76,15 @@ WRAPPERS = {
 
 # Composition in chain, in several orders (bad steps included).
 CHAINS = {
+    "loss_scale_of_skip_large": lambda: gx.chain(
+        gx.zero_nans(),
+        gx.dynamic_loss_scale(
+            gx.skip_large_updates(gx.chain(gx.adaptive_grad_clip(0.5), gx.adam(0.05)), 1e4),
+            init_scale=1.0,
+            growth_interval=4,
+        ),
+        gx.keep_params_nonnegative(),
+    ),
     "skip_outside_accumulate": lambda: gx.chain(
         gx.clip_by_global_norm(10.0),
         gx.apply_if_finite(gx.accumulate(gx.adam(sched()), 2), 3),
@@ -220,6 +252,9 @@ def test_integer_hyperparameters_accept_integral_numbers_and_arrays(k):
         gx.masked(gx.sgd(0.1), {"w": True, "b": False, "n": None}),
         gx.freeze(gx.sgd(0.1), "b"),
         gx.partition({"a": gx.sgd(0.1), "b": gx.adam(0.1)}, {"w": "a", "b": "b", "n": None}),
+        gx.skip_large_updates(gx.sgd(0.1), 1.0),
+        gx.dynamic_loss_scale(gx.sgd(0.1)),
+        gx.sam(gx.sgd(0.1)),
     ],
     ids=lambda tx: type(tx).__name__,
 )

@@ -3,11 +3,14 @@
 - ``apply_if_finite(tx, max_consecutive_errors)``: a step whose incoming updates hold a
   NaN or an Inf is skipped: the emitted update is zero and ``tx``'s whole state (moments,
   counters, schedule steps) stays bit-for-bit what it was.
+- ``skip_large_updates(tx, max_squared_norm)``: a step whose incoming updates have a
+  global squared norm >= ``max_squared_norm`` (or NaN) is skipped the same way.
 - ``conditionally_transform(tx, should_transform_fn)``: runs ``tx`` only at the steps
   where a predicate on the step count holds.
 
 The inner update runs inside ``lax.cond``: on a skipped step it is not computed at all
-(under ``vmap`` with a batched predicate ``lax.cond`` becomes a select, as always).
+(under ``vmap`` with a batched predicate ``lax.cond`` becomes a select, as always). The
+skips (these two, and ``dynamic_loss_scale``'s) go through one function, ``step_or_skip``.
 """
 
 from __future__ import annotations
@@ -22,25 +25,32 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import (
+    check_hparam,
     check_int,
     check_transform,
     is_param,
 )
 from .._leafwise import (
+    abs2,
     as_int,
+    compute_dtype,
     safe_increment,
+    wider_dtype,
     zero_count,
     zeros_like_updates,
 )
 from .._module import static_field
-from .._typing import OptState
+from .._typing import OptState, Scalar
 from ..base import GradientTransformation
 
 __all__ = [
     "apply_if_finite",
+    "skip_large_updates",
     "conditionally_transform",
     "cond_update",
     "all_finite",
+    "step_or_skip",
+    "squared_norm",
 ]
 
 
@@ -99,6 +109,44 @@ def all_finite(tree: Any) -> jax.Array:
     """Scalar bool: no NaN or Inf in any array leaf of ``tree`` (True for no leaves)."""
     flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if is_param(x)]
     return functools.reduce(jnp.logical_and, flags, jnp.asarray(True))
+
+
+def squared_norm(tree: Any) -> jax.Array:
+    """sum over array leaves of sum |x|^2, in float32 (float64 if a leaf is): a scalar."""
+    leaves = [jnp.asarray(x) for x in jax.tree_util.tree_leaves(tree) if is_param(x)]
+    if not leaves:
+        return jnp.zeros([], jnp.float32)
+    dt = wider_dtype(jnp.float32, *[jnp.finfo(compute_dtype(x)).dtype for x in leaves])
+    total = jnp.zeros([], dt)
+    for x in leaves:
+        total = total + jnp.sum(abs2(x.astype(compute_dtype(x)))).astype(dt)
+    return total
+
+
+def step_or_skip(
+    apply: Any,
+    inner: Any,
+    updates: Any,
+    inner_state: Any,
+    params: Any,
+    extra: dict,
+    *,
+    feed: Any = None,
+) -> tuple[Any, Any]:
+    """The one atomic skip: ``inner``'s step where ``apply`` holds, else a skipped step.
+
+    Returns ``(updates, inner_state)``: ``inner.update(feed, inner_state, params,
+    **extra)`` when ``apply`` (a scalar bool) is true; zeros like ``updates`` and
+    ``inner_state`` bit for bit unchanged when it is false (``inner`` is not computed:
+    ``lax.cond``). ``feed`` (default: ``updates``) is what ``inner`` is given, for a wrapper
+    that transforms the updates first (``dynamic_loss_scale`` unscales them).
+    """
+    feed = updates if feed is None else feed
+    return cond_update(
+        apply,
+        lambda: inner.update(feed, inner_state, params, **extra),
+        lambda: (zeros_like_updates(updates), inner_state),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -204,10 +252,8 @@ class apply_if_finite(GradientTransformation):
         else:
             apply = finite | over
 
-        new_updates, inner_state = cond_update(
-            apply,
-            lambda: self.inner.update(updates, state.inner_state, params, **extra),
-            lambda: (zeros_like_updates(updates), state.inner_state),
+        new_updates, inner_state = step_or_skip(
+            apply, self.inner, updates, state.inner_state, params, extra
         )
         return new_updates, ApplyIfFiniteState(
             inner_state=inner_state,
@@ -215,6 +261,81 @@ class apply_if_finite(GradientTransformation):
             total_errors=total,
             last_finite=finite,
         )
+
+
+# --------------------------------------------------------------------------------------
+# skip_large_updates
+
+
+class SkipLargeUpdatesState(NamedTuple):
+    inner_state: OptState  # the wrapped transform's state; unchanged on a skipped step
+    norm_squared: jax.Array  # float32 (float64 for float64 updates): ||u||^2 of the latest
+    total_skipped: jax.Array  # int32: steps skipped in all
+
+    def _metrics(self):
+        return {"norm_squared": self.norm_squared, "total_skipped": self.total_skipped}
+
+
+class skip_large_updates(GradientTransformation):
+    """Skips steps whose incoming updates have a global squared norm >= a threshold.
+
+    n2 = sum_i ||u_i||^2 over every leaf; the step is applied only when
+    n2 < max_squared_norm (so a NaN norm skips too, as Optax's ``skip_large_updates``).
+    A skipped step emits zeros and leaves ``inner``'s state bit for bit unchanged: the
+    same skip as ``apply_if_finite`` (``step_or_skip``). The state keeps n2 of the latest
+    updates and the count of skipped steps. Optax's ``skip_large_updates`` is a predicate
+    for ``MultiSteps(should_skip_update_fn=...)``; this is a wrapper, usable anywhere.
+
+    Args:
+      inner: the wrapped transform.
+      max_squared_norm: the threshold on the squared global norm, > 0. No default
+        (Optax's has none).
+
+    Example:
+      >>> tx = gx.skip_large_updates(gx.sgd(learning_rate=0.5), max_squared_norm=10.0)
+      >>> params = jnp.array([1.0, 2.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([3.0, 4.0]), state, params)  # 25 >= 10
+      >>> updates, int(state.total_skipped), state.norm_squared
+      (Array([0., 0.], dtype=float32), 1, Array(25., dtype=float32))
+      >>> updates, state = tx.update(jnp.array([1.0, 2.0]), state, params)  # 5 < 10
+      >>> updates
+      Array([-0.5, -1. ], dtype=float32)
+    """
+
+    inner: GradientTransformation
+    max_squared_norm: Scalar
+
+    def __post_init__(self):
+        check_transform("skip_large_updates", "inner", self.inner)
+        check_hparam(
+            "skip_large_updates", "max_squared_norm", self.max_squared_norm, low=0, low_open=True
+        )
+
+    def init(self, params):
+        return SkipLargeUpdatesState(
+            inner_state=self.inner.init(params),
+            norm_squared=jnp.zeros([], _norm_dtype(params)),
+            total_skipped=zero_count(),
+        )
+
+    def update(self, updates, state, params=None, **extra):
+        n2 = squared_norm(updates).astype(state.norm_squared.dtype)
+        apply = n2 < jnp.asarray(self.max_squared_norm).astype(n2.dtype)
+        new_updates, inner_state = step_or_skip(
+            apply, self.inner, updates, state.inner_state, params, extra
+        )
+        total = jnp.where(apply, state.total_skipped, safe_increment(state.total_skipped))
+        return new_updates, SkipLargeUpdatesState(
+            inner_state=inner_state, norm_squared=n2, total_skipped=total
+        )
+
+
+def _norm_dtype(params: Any) -> jnp.dtype:
+    """float32, or float64 when a parameter is (x64): the dtype ``squared_norm`` gives."""
+    leaves = [x for x in jax.tree_util.tree_leaves(params) if is_param(x)]
+    dts = [jnp.finfo(compute_dtype(x)).dtype for x in leaves]
+    return wider_dtype(jnp.float32, *dts)
 
 
 # --------------------------------------------------------------------------------------
