@@ -4,9 +4,11 @@
 ``python multiprocess_worker.py OUT multi PORT PROCESS_ID`` is one of two processes
 (``jax.distributed`` over 127.0.0.1:PORT, gloo CPU collectives, one CPU device each)
 that train the same model data-parallel: the global batch is sharded along a mesh over
-the 2 global devices, parameters and optimizer state replicated. Both write the final
-parameters to OUT/params_<mode><process id>.npy (a flat float32 vector); ``single``
-also writes the initial ones to OUT/params_init.npy.
+the 2 global devices, parameters and optimizer state replicated, and then again with the
+Adam state sharded over the 2 processes (``gx.zero1``). They write the final
+parameters to OUT/params_<mode><process id>.npy (a flat float32 vector; the ZeRO-1 run
+to OUT/params_zero1<process id>.npy); ``single`` also writes the initial ones to
+OUT/params_init.npy.
 """
 
 import sys
@@ -70,6 +72,50 @@ def step(params, state, x, y):
     return gx.apply_updates(params, updates), state
 
 
+def zero1_run(out, mesh, pid, xs, ys) -> None:
+    """The same training with the Adam state sharded over the 2 processes (ZeRO-1):
+    clipping on the replicated gradients, then gx.zero1(adam): each process stores and
+    updates half of every moment, XLA all-gathers the updates."""
+    batch = NamedSharding(mesh, P("data"))
+    replicated = NamedSharding(mesh, P())
+    tx1 = gx.chain(
+        gx.clip_by_global_norm(1.0),
+        gx.zero1(
+            gx.adam(gx.warmup_cosine_decay_schedule(0.0, 0.05, warmup_steps=5, decay_steps=STEPS)),
+            mesh,
+            "data",
+        ),
+    )
+
+    def step1(params, state, x, y):
+        grads = jax.grad(loss)(params, x, y)
+        updates, state = tx1.update(grads, state, params)
+        return gx.apply_updates(params, updates), state
+
+    params = jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(replicated, a), init_params()
+    )
+    state = jax.jit(tx1.init)(params)
+    mu = state[1].inner_state.scale_by_adam.mu
+    # w1 (4, 8), b1 (8,), w2 (8, 1): split in halves over the processes; b2 (1,) replicated
+    assert len(mu["w1"].addressable_shards) == 1
+    assert mu["w1"].addressable_shards[0].data.shape == (D_IN // 2, HIDDEN), mu["w1"].sharding
+    assert mu["b1"].addressable_shards[0].data.shape == (HIDDEN // 2,)
+    assert mu["b2"].sharding.is_fully_replicated
+    train = jax.jit(step1, out_shardings=(replicated, None), donate_argnums=(0, 1))
+    per = GLOBAL_BATCH // 2
+    rows = slice(pid * per, (pid + 1) * per)
+    for t in range(STEPS):
+        x = jax.make_array_from_process_local_data(batch, xs[t, rows], xs[t].shape)
+        y = jax.make_array_from_process_local_data(batch, ys[t, rows], ys[t].shape)
+        params, state = train(params, state, x, y)
+    mu = state[1].inner_state.scale_by_adam.mu
+    assert mu["w1"].addressable_shards[0].data.shape == (D_IN // 2, HIDDEN), mu["w1"].sharding
+    params = jax.tree.map(lambda a: a.addressable_data(0), params)
+    flat = np.concatenate([np.asarray(a).ravel() for a in jax.tree.leaves(params)])
+    np.save(f"{out}/params_zero1{pid}.npy", flat)
+
+
 def main() -> None:
     out = sys.argv[1]
     xs, ys = data()
@@ -111,6 +157,7 @@ def main() -> None:
         assert all(a.sharding == replicated for a in jax.tree.leaves(params))
         params = jax.tree.map(lambda a: a.addressable_data(0), params)
         tag = f"multi{pid}"
+        zero1_run(out, mesh, pid, xs, ys)
     flat = np.concatenate([np.asarray(a).ravel() for a in jax.tree.leaves(params)])
     np.save(f"{out}/params_{tag}.npy", flat)
     if MODE == "multi":

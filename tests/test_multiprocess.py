@@ -7,7 +7,8 @@ steps: each process feeds its half of every global batch
 (``jax.make_array_from_process_local_data`` on a mesh over the 2 global devices),
 parameters and optimizer state are replicated, and ``jit`` all-reduces the gradients. A
 third process trains the same model on the whole global batch on one device. The final
-parameters must agree.
+parameters must agree. The two workers then train again with the Adam state sharded
+over the 2 processes (``gx.zero1``, ZeRO-1): same final parameters, same tolerance.
 
 Not bitwise: the data-parallel gradient is (sum of half 1) + (sum of half 2) combined by
 the all-reduce, the single-device one sums the 16 examples in XLA's own order, so the
@@ -91,6 +92,12 @@ def test_two_process_data_parallel_matches_single_process(tmp_path):
     assert np.isfinite(single).all()
     tol = STEPS * np.finfo(np.float32).eps * max(1.0, float(np.abs(single).max()))
     np.testing.assert_allclose(multi0, single, rtol=0, atol=tol)
+
+    # ZeRO-1 (the Adam state split over the 2 processes): the same tolerance against
+    # the single-process run, both processes bitwise equal (replicated parameters).
+    z0, z1 = (np.load(tmp_path / f"params_zero1{i}.npy") for i in (0, 1))
+    np.testing.assert_array_equal(z0.view(np.uint32), z1.view(np.uint32))
+    np.testing.assert_allclose(z0, single, rtol=0, atol=tol)
 
     # Not vacuous: 20 steps move the parameters by much more than the tolerance.
     init = np.load(tmp_path / "params_init.npy")
