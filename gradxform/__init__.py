@@ -71,6 +71,52 @@ from .optimizers.radam import scale_by_radam as scale_by_radam
 from .optimizers.lion import LionState as LionState
 from .optimizers.lion import lion as lion
 from .optimizers.lion import scale_by_lion as scale_by_lion
+from .optimizers.dpsgd import dpsgd as dpsgd
+from .optimizers.trust_ratio import lamb as lamb
+from .optimizers.trust_ratio import lars as lars
+from .optimizers.trust_ratio import scale_by_trust_ratio as scale_by_trust_ratio
+from .optimizers.novograd import NovogradState as NovogradState
+from .optimizers.novograd import novograd as novograd
+from .optimizers.novograd import scale_by_novograd as scale_by_novograd
+from .optimizers.muon import MuonState as MuonState
+from .optimizers.muon import muon as muon
+from .optimizers.muon import scale_by_muon as scale_by_muon
+from .optimizers.rprop import RpropState as RpropState
+from .optimizers.rprop import rprop as rprop
+from .optimizers.rprop import scale_by_rprop as scale_by_rprop
+from .optimizers.asgd import ASGDState as ASGDState
+from .optimizers.asgd import asgd as asgd
+from .optimizers.asgd import scale_by_asgd as scale_by_asgd
+from .optimizers.prodigy import ProdigyState as ProdigyState
+from .optimizers.prodigy import prodigy as prodigy
+from .optimizers.prodigy import scale_by_prodigy as scale_by_prodigy
+from .optimizers.dadapt import DAdaptAdamState as DAdaptAdamState
+from .optimizers.dadapt import dadapt_adamw as dadapt_adamw
+from .optimizers.dadapt import scale_by_dadapt_adam as scale_by_dadapt_adam
+from .optimizers.dog import DoGState as DoGState
+from .optimizers.dog import dog as dog
+from .optimizers.dog import ldog as ldog
+from .optimizers.dog import scale_by_dog as scale_by_dog
+from .optimizers.schedule_free import ScheduleFreeState as ScheduleFreeState
+from .optimizers.schedule_free import scale_by_schedule_free as scale_by_schedule_free
+from .optimizers.schedule_free import schedule_free_adamw as schedule_free_adamw
+from .optimizers.schedule_free import schedule_free_sgd as schedule_free_sgd
+from .optimizers.adabelief import BeliefState as BeliefState
+from .optimizers.adabelief import adabelief as adabelief
+from .optimizers.adabelief import scale_by_belief as scale_by_belief
+from .optimizers.yogi import YogiState as YogiState
+from .optimizers.yogi import scale_by_yogi as scale_by_yogi
+from .optimizers.yogi import yogi as yogi
+from .optimizers.adan import AdanState as AdanState
+from .optimizers.adan import adan as adan
+from .optimizers.adan import scale_by_adan as scale_by_adan
+from .optimizers.sm3 import Sm3State as Sm3State
+from .optimizers.sm3 import scale_by_sm3 as scale_by_sm3
+from .optimizers.sm3 import sm3 as sm3
+from .optimizers.adafactor import ScaleByAdafactorState as ScaleByAdafactorState
+from .optimizers.adafactor import adafactor as adafactor
+from .optimizers.adafactor import scale_by_adafactor as scale_by_adafactor
+from .optimizers._quantize import Int8Blocks as Int8Blocks
 
 # Generic pieces
 from .scaling import ScaleByLearningRateState as ScaleByLearningRateState
@@ -83,6 +129,12 @@ from .scaling import scale_by_sign as scale_by_sign
 from .clipping import ClipByGlobalNormState as ClipByGlobalNormState
 from .clipping import clip as clip
 from .clipping import clip_by_global_norm as clip_by_global_norm
+from .clipping import ZeroNansState as ZeroNansState
+from .clipping import adaptive_grad_clip as adaptive_grad_clip
+from .clipping import zero_nans as zero_nans
+from .privacy import AddDpNoiseState as AddDpNoiseState
+from .privacy import add_dp_noise as add_dp_noise
+from .privacy import clip_per_example as clip_per_example
 from .weight_decay import WeightDecayState as WeightDecayState
 from .weight_decay import add_decayed_weights as add_decayed_weights
 from .weight_decay import add_l1_subgradient as add_l1_subgradient
@@ -117,12 +169,14 @@ from .tree import tree_sub as tree_sub
 from .tree import tree_sum as tree_sum
 from .tree import tree_vdot as tree_vdot
 from .tree import tree_zeros_like as tree_zeros_like
+from .tree import incremental_update as incremental_update
 from .hyperparameters import hyperparams as hyperparams
 from .hyperparameters import replace as replace
 from .monitoring import MonitorState as MonitorState
 from .monitoring import metrics as metrics
 from .monitoring import monitor as monitor
 from .layout import ParamLayout as ParamLayout
+from .layout import flat_params as flat_params
 
 # Wrappers
 from .wrappers.selectors import match as match
@@ -136,6 +190,8 @@ from .wrappers.conditional import ApplyIfFiniteState as ApplyIfFiniteState
 from .wrappers.conditional import ConditionallyTransformState as ConditionallyTransformState
 from .wrappers.conditional import apply_if_finite as apply_if_finite
 from .wrappers.conditional import conditionally_transform as conditionally_transform
+from .wrappers.conditional import SkipLargeUpdatesState as SkipLargeUpdatesState
+from .wrappers.conditional import skip_large_updates as skip_large_updates
 from .wrappers.projections import keep_params_nonnegative as keep_params_nonnegative
 from .wrappers.projections import project as project
 from .wrappers.accumulate import AccumulateState as AccumulateState
@@ -144,6 +200,19 @@ from .wrappers.lookahead import LookaheadState as LookaheadState
 from .wrappers.lookahead import lookahead as lookahead
 from .wrappers.plateau import ReduceOnPlateauState as ReduceOnPlateauState
 from .wrappers.plateau import reduce_on_plateau as reduce_on_plateau
+from .wrappers.averaging import EmaParamsState as EmaParamsState
+from .wrappers.averaging import SwaState as SwaState
+from .wrappers.averaging import ema_params as ema_params
+from .wrappers.averaging import eval_params as eval_params
+from .wrappers.averaging import swa as swa
+from .wrappers.sam import SamState as SamState
+from .wrappers.sam import sam as sam
+from .wrappers.loss_scale import DynamicLossScaleState as DynamicLossScaleState
+from .wrappers.loss_scale import dynamic_loss_scale as dynamic_loss_scale
+from .wrappers.loss_scale import loss_scale as loss_scale
+from .sharding import Zero1State as Zero1State
+from .sharding import zero1 as zero1
+from .sharding import zero1_spec as zero1_spec
 
 # Full-batch optimization
 from .fullbatch.linesearch import LineSearch as LineSearch

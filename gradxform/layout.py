@@ -291,6 +291,36 @@ class ParamLayout:
             }
         )
 
+    def leaf_norms(self, flat: PyTree) -> dict[str, Any]:
+        """Euclidean norm of each original leaf, per buffer, in at least float32.
+
+        Like ``leaf_sums`` of the squares, but without overflow or underflow: each leaf
+        is divided by its largest magnitude before squaring (the per-leaf rule of
+        ``scale_by_trust_ratio``). The last value of each buffer is the padding's norm.
+
+        Args:
+          flat: a tree shaped like ``flatten``'s result. No default.
+
+        Example:
+          >>> layout = gx.ParamLayout.of({"a": jnp.ones(2), "b": jnp.ones(3)})
+          >>> layout.leaf_norms({"float32": jnp.array([3.0, 4.0, 1e30, 0.0, 0.0])})
+          {'float32': Array([5.e+00, 1.e+30, 0.e+00], dtype=float32)}
+        """
+        segments = self._segments()
+        flat = _unnest(flat)
+        check_tree_structure(dict(self.sizes), flat, names=("layout groups", "flat"))
+        out = {}
+        for g, _ in self.sizes:
+            ids, n = segments[g]
+            a = jnp.abs(flat[g])
+            a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
+            top = jax.ops.segment_max(a, ids, n, indices_are_sorted=True)
+            top = jnp.maximum(top, jnp.zeros([], a.dtype))  # an empty segment gives -inf
+            safe = jnp.where(top > 0, top, jnp.ones([], a.dtype))
+            sq = jax.ops.segment_sum(jnp.square(a / safe[ids]), ids, n, indices_are_sorted=True)
+            out[g] = top * jnp.sqrt(sq)
+        return _nest(out)
+
     def per_element(self, per_leaf: PyTree) -> dict[str, Any]:
         """Broadcast per-leaf values (as ``leaf_sums`` returns them) back to elements.
 

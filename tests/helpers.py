@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,21 +30,43 @@ import jax
 import jax.numpy as jnp
 from references import (
     ref_adadelta,
+    ref_adafactor,
     ref_adam,
     ref_adamax,
+    ref_adan,
+    ref_asgd,
+    ref_belief,
+    ref_dadapt_adam,
+    ref_dog,
     ref_ema,
+    ref_lamb,
+    ref_lars,
     ref_lion,
     ref_momentum,
+    ref_muon,
     ref_nadam,
+    ref_novograd,
+    ref_prodigy,
     ref_radam,
     ref_rms,
+    ref_rprop,
     ref_rss,
+    ref_schedule_free,
     ref_sgd,
+    ref_sm3,
+    ref_trust_ratio,
+    ref_yogi,
 )
 
 import gradxform as gx
 
 REFERENCE_DIR = pathlib.Path(__file__).parent / "reference"
+
+
+def _muon_row(shape):
+    """Muon's declared 2-D view of a leaf that is not a matrix: one row (ref_muon's)."""
+    return (1, math.prod(shape))
+
 
 # --------------------------------------------------------------------------------------
 # Per-coordinate rules (scale_by_*): state layout and NumPy references
@@ -277,6 +300,321 @@ PRIMITIVES = _primitives(
             ),
         ),
     ),
+    # Global rules (one step size from sums over every leaf): the references take whole
+    # trees and params that advance by each update (test_primitives' takes_trees). d0 and
+    # reps_rel are large here: with 1e-6 the first steps are 1e-6 long and x - x0 would
+    # carry a 1-ulp difference of x at 1e-10 relative into the estimate. Prodigy's d grows
+    # at step 2 with these d_coef (test_parameter_free.py checks d); D-Adaptation's d needs
+    # more correlated gradients than GRADS to grow (test_parameter_free.py has them).
+    PrimitiveCase(
+        "scale_by_prodigy",
+        ("count", "k", "d", "d_max", "d_numerator", "mu", "nu", "s", "p0"),
+        (
+            R(
+                "prodigy-d0-0.5-coef-10",
+                lambda: gx.scale_by_prodigy(d0=0.5, d_coef=10.0),
+                partial(ref_prodigy, d0=0.5, d_coef=10.0),
+                ("mu", "nu", "s", "p0"),
+            ),
+            R(
+                "prodigy-wd-bias-correction",
+                lambda: gx.scale_by_prodigy(
+                    weight_decay=0.1, use_bias_correction=True, d0=0.3, d_coef=10.0
+                ),
+                partial(ref_prodigy, wd=0.1, bias_correction=True, d0=0.3, d_coef=10.0),
+                ("mu", "nu", "s", "p0"),
+            ),
+            R(
+                "prodigy-safeguard-growth",
+                lambda: gx.scale_by_prodigy(
+                    0.5,
+                    0.8,
+                    0.9,
+                    beta3=0.7,
+                    safeguard_warmup=True,
+                    d0=0.2,
+                    d_coef=20.0,
+                    growth_rate=1.5,
+                ),  # fmt: skip
+                partial(
+                    ref_prodigy,
+                    lr=0.5,
+                    b1=0.8,
+                    b2=0.9,
+                    beta3=0.7,
+                    safeguard=True,
+                    d0=0.2,
+                    d_coef=20.0,
+                    growth=1.5,
+                ),  # fmt: skip
+                ("mu", "nu", "s", "p0"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_dadapt_adam",
+        ("count", "k", "d", "numerator_weighted", "mu", "nu", "s"),
+        (
+            R(
+                "dadapt-adam",
+                lambda: gx.scale_by_dadapt_adam(),
+                ref_dadapt_adam,
+                ("mu", "nu", "s"),
+            ),
+            R(
+                "dadapt-adam-lr-wd-bias-correction-growth",
+                lambda: gx.scale_by_dadapt_adam(
+                    0.5, weight_decay=0.1, use_bias_correction=True, d0=0.1, growth_rate=2.0
+                ),
+                partial(ref_dadapt_adam, lr=0.5, wd=0.1, bias_correction=True, d0=0.1, growth=2.0),
+                ("mu", "nu", "s"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_dog",
+        ("count", "rbar", "g2_sum", "x0"),
+        (
+            R("dog", lambda: gx.scale_by_dog(0.1), partial(ref_dog, reps_rel=0.1), ("x0",)),
+            R(
+                "dog-init-eta",
+                lambda: gx.scale_by_dog(init_eta=0.5, eps=1e-3),
+                partial(ref_dog, init_eta=0.5, eps=1e-3),
+                ("x0",),
+            ),
+            R(
+                "ldog",
+                lambda: gx.scale_by_dog(0.1, layer_wise=True),
+                partial(ref_dog, reps_rel=0.1, layer=True),
+                ("x0",),
+            ),
+        ),
+    ),
+    # Layer-wise: the references get each leaf's parameter (test_primitives' PARAMS).
+    PrimitiveCase(
+        "scale_by_trust_ratio",
+        (),
+        (
+            R("trust-ratio", lambda: gx.scale_by_trust_ratio(), ref_trust_ratio, ()),
+            R(
+                # min_norm lifts ||p_a|| = 1.58 and step 1's ||g_a|| = 2.24; ||p_b|| = 3.74
+                # is clipped to max_param_norm.
+                "trust-ratio-min-max-coef-eps",
+                lambda: gx.scale_by_trust_ratio(
+                    2.5, trust_coefficient=0.1, eps=1e-3, max_param_norm=3.0
+                ),
+                partial(
+                    ref_trust_ratio,
+                    trust_coefficient=0.1,
+                    eps=1e-3,
+                    min_norm=2.5,
+                    max_param_norm=3.0,
+                ),
+                (),
+            ),
+            R(
+                "trust-ratio-lars-decay",
+                lambda: gx.scale_by_trust_ratio(trust_coefficient=0.01, weight_decay=0.1),
+                partial(ref_trust_ratio, trust_coefficient=0.01, wd=0.1),
+                (),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_novograd",
+        ("count", "mu", "nu"),  # nu: one scalar per leaf (checked in test_novograd.py)
+        (
+            R("novograd", lambda: gx.scale_by_novograd(), ref_novograd, ("mu",)),
+            R(
+                "novograd-optax-betas-eps-root",
+                lambda: gx.scale_by_novograd(0.9, 0.25, 1e-6, 1e-3),
+                partial(ref_novograd, b1=0.9, b2=0.25, eps=1e-6, eps_root=1e-3),
+                ("mu",),
+            ),
+            R(
+                "novograd-decay-averaging",
+                lambda: gx.scale_by_novograd(weight_decay=0.1, grad_averaging=True),
+                partial(ref_novograd, wd=0.1, grad_averaging=True),
+                ("mu",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_muon",
+        ("mu",),
+        (
+            R("muon", lambda: gx.scale_by_muon(reshape=_muon_row), ref_muon, ("mu",)),
+            R(
+                "muon-plain-match-rms-3-steps",
+                lambda: gx.scale_by_muon(
+                    momentum=0.3,
+                    nesterov=False,
+                    ns_steps=3,
+                    eps=1e-3,
+                    adjust_lr_fn="match_rms_adamw",
+                    reshape=_muon_row,
+                ),
+                partial(
+                    ref_muon,
+                    momentum=0.3,
+                    nesterov=False,
+                    ns_steps=3,
+                    eps=1e-3,
+                    adjust="match_rms_adamw",
+                ),
+                ("mu",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_rprop",
+        ("prev", "step_size"),
+        (
+            R("rprop", lambda: gx.scale_by_rprop(), ref_rprop, ("prev", "step_size")),
+            R(
+                "rprop-bounded",
+                lambda: gx.scale_by_rprop(
+                    eta_minus=0.3, eta_plus=1.5, min_step_size=0.6, max_step_size=1.4
+                ),
+                partial(ref_rprop, eta_minus=0.3, eta_plus=1.5, lo=0.6, hi=1.4),
+                ("prev", "step_size"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_asgd",
+        ("count", "ax"),
+        (
+            R(
+                "asgd-averaging",
+                lambda: gx.scale_by_asgd(0.1, 0.01, 0.75, 0.0, 0.1),
+                partial(ref_asgd, lr=0.1, lambd=0.01, alpha=0.75, t0=0.0, wd=0.1),
+                ("ax",),
+            ),
+            R(
+                "asgd-default",
+                lambda: gx.scale_by_asgd(),
+                ref_asgd,
+                ("ax",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_belief",
+        ("count", "mu", "nu"),
+        (
+            R("belief", lambda: gx.scale_by_belief(), ref_belief, ("mu", "nu")),
+            R(
+                "belief-b2-0.5-eps",
+                lambda: gx.scale_by_belief(0.8, 0.5, 1e-3, 1e-4),
+                partial(ref_belief, b1=0.8, b2=0.5, eps=1e-3, eps_root=1e-4),
+                ("mu", "nu"),
+            ),
+            # 3 steps: rho_t < 5, the SGD branch (test_adamlike.py runs both branches).
+            R(
+                "belief-rectify",
+                lambda: gx.scale_by_belief(rectify=True),
+                partial(ref_belief, rectify=True),
+                ("mu", "nu"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_yogi",
+        ("count", "mu", "nu"),
+        (
+            R("yogi", lambda: gx.scale_by_yogi(), ref_yogi, ("mu", "nu")),
+            R(
+                "yogi-b2-0.5-init",
+                lambda: gx.scale_by_yogi(0.8, 0.5, 1e-6, initial_accumulator_value=0.5),
+                partial(ref_yogi, b1=0.8, b2=0.5, eps=1e-6, v0=0.5),
+                ("mu", "nu"),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_adan",
+        ("count", "mu", "delta", "nu", "prev_grad"),
+        (
+            R("adan", lambda: gx.scale_by_adan(), ref_adan, ("mu", "delta", "nu", "prev_grad")),
+            R(
+                "adan-betas",
+                lambda: gx.scale_by_adan(0.9, 0.5, 0.999, 1e-6),
+                partial(ref_adan, b1=0.9, b2=0.5, b3=0.999, eps=1e-6),
+                ("mu", "delta", "nu", "prev_grad"),
+            ),
+        ),
+    ),
+    # The accumulators (a tuple per leaf) are compared in test_adamlike.py.
+    PrimitiveCase(
+        "scale_by_sm3",
+        ("accumulators", "momentum_buffer"),
+        (
+            R("sm3", lambda: gx.scale_by_sm3(), ref_sm3, ()),
+            R(
+                "sm3-momentum-beta",
+                lambda: gx.scale_by_sm3(momentum=0.9, beta=0.5, eps=1e-8),
+                partial(ref_sm3, momentum=0.9, beta=0.5, eps=1e-8),
+                ("momentum_buffer",),
+            ),
+        ),
+    ),
+    PrimitiveCase(
+        "scale_by_schedule_free",
+        ("count", "lr_max", "weight_sum", "x_minus_y", "nu"),
+        (
+            R(
+                "schedule-free-sgd",
+                lambda: gx.scale_by_schedule_free(0.5),
+                partial(ref_schedule_free, lr=0.5),
+                ("x_minus_y",),
+            ),
+            R(
+                "schedule-free-sgd-warmup-r",
+                lambda: gx.scale_by_schedule_free(
+                    0.5, b1=0.8, warmup_steps=2, r=1.0, weight_lr_power=1.0
+                ),
+                partial(
+                    ref_schedule_free, lr=0.5, b1=0.8, warmup_steps=2, r=1.0, weight_lr_power=1.0
+                ),
+                ("x_minus_y",),
+            ),
+            R(
+                "schedule-free-adam",
+                lambda: gx.scale_by_schedule_free(0.1, b2=0.999),
+                partial(ref_schedule_free, lr=0.1, b2=0.999),
+                ("x_minus_y", "nu"),
+            ),
+            R(
+                "schedule-free-adam-warmup-r",
+                lambda: gx.scale_by_schedule_free(
+                    0.1, b1=0.5, b2=0.5, eps=1e-3, warmup_steps=3, r=0.5
+                ),
+                partial(ref_schedule_free, lr=0.1, b1=0.5, b2=0.5, eps=1e-3, warmup_steps=3, r=0.5),
+                ("x_minus_y", "nu"),
+            ),
+        ),
+    ),
+    # The slots hold None for leaves of the other kind (compared in test_adafactor.py).
+    PrimitiveCase(
+        "scale_by_adafactor",
+        ("count", "row_var", "col_var", "variance"),
+        (
+            R("adafactor", lambda: gx.scale_by_adafactor(), ref_adafactor, ()),
+            R(
+                "adafactor-decay-eps-d",
+                lambda: gx.scale_by_adafactor(-0.5, 0.3, 1.5),
+                partial(ref_adafactor, beta2_decay=-0.5, eps1=0.3, d=1.5),
+                (),
+            ),
+            R(
+                "adafactor-no-clipping",
+                lambda: gx.scale_by_adafactor(d=None),
+                partial(ref_adafactor, d=None),
+                (),
+            ),
+        ),
+    ),
 )
 del R
 
@@ -301,6 +639,7 @@ class OptimizerCase:
     parity_cases: tuple[str, ...] = ()
     rosen_tol: float = 1e-3  # max |x - x*| after the Rosenbrock run
     complex_tol: float = 2e-3  # max |z - c| after 3,000 steps on a complex quadratic
+    quad_tol: float = 1e-4  # max |x - x*| after the bowl_tree run (2,000 steps)
 
     def make(self, which: str = "quad", **overrides):
         """The optimizer with the `quad` (or `rosen`) kwargs, updated by ``overrides``."""
@@ -455,6 +794,281 @@ OPTIMIZERS = _optimizers(
         slots=("mu",),
         reference=ref_lion,  # no torch.optim equivalent
         complex_tol=2e-2,
+    ),
+    # Parameter-free step sizes (learning_rate 1 is their default: it multiplies the learned
+    # step size). The references hold params fixed here (x = x0: the estimates stay at d0).
+    # d0 / reps_rel 1e-3 (default 1e-6): a first step of 1e-6 * |x| is below the 1e-5
+    # relative change test_none_and_non_array_leaves_untouched looks for. On Rosenbrock a
+    # constant lr leaves Prodigy and D-Adaptation (Adam steps of the learned size d) 0.1
+    # and 0.25 from (1, 1); the cosine decay their authors recommend lands on it. D-Adapted
+    # Adam at lr 1 keeps bouncing 2e-4 around the bowl's minimum (4e-2 on the complex one).
+    OptimizerCase(
+        "prodigy",
+        quad=dict(learning_rate=1.0, d0=1e-3),
+        rosen=dict(learning_rate=gx.cosine_decay_schedule(1.0, 20_000)),
+        primitive="scale_by_prodigy",
+        slots=("mu", "nu", "s", "p0"),
+        reference=partial(ref_prodigy, d0=1e-3),
+        parity_cases=tuple(
+            f"prodigy-{c}"
+            for c in (
+                "defaults",
+                "d0_1e-2",
+                "decoupled_wd",
+                "decoupled_wd_d0_1e-2",
+                "coupled_wd",
+                "bias_correction",
+                "safeguard_lr0.5",
+                "beta3_coef_growth",
+                "no_momentum",
+            )
+        ),  # fmt: skip
+    ),
+    OptimizerCase(
+        "dadapt_adamw",
+        quad=dict(learning_rate=0.1, d0=1e-3),
+        rosen=dict(learning_rate=gx.cosine_decay_schedule(1.0, 20_000)),
+        primitive="scale_by_dadapt_adam",
+        slots=("mu", "nu", "s"),
+        reference=partial(ref_dadapt_adam, d0=1e-3, lr=0.1),
+        parity_cases=tuple(
+            f"dadaptation-{c}"
+            for c in (
+                "defaults",
+                "d0_1e-3",
+                "decoupled_wd",
+                "coupled_wd",
+                "bias_correction",
+                "lr0.5_growth",
+            )
+        ),  # fmt: skip
+    ),
+    OptimizerCase(
+        "dog",
+        quad=dict(learning_rate=1.0, reps_rel=1e-3),
+        rosen=dict(learning_rate=1.0),
+        primitive="scale_by_dog",
+        slots=("x0",),
+        reference=partial(ref_dog, reps_rel=1e-3),
+        parity_cases=tuple(
+            f"dog-dog_{c}" for c in ("defaults", "reps_1e-3", "wd", "init_eta", "lr0.5_eps")
+        ),
+    ),
+    OptimizerCase(
+        "ldog",
+        quad=dict(learning_rate=1.0, reps_rel=1e-3),
+        rosen=dict(learning_rate=1.0),
+        primitive="scale_by_dog",
+        slots=("x0",),
+        reference=partial(ref_dog, reps_rel=1e-3, layer=True),
+        parity_cases=tuple(f"dog-ldog_{c}" for c in ("defaults", "wd_reps", "init_eta")),
+    ),
+    # DP-SGD without noise (noise_multiplier=0: the noise floor would keep it a noise-sized
+    # distance from x*, and the first-step test compares exact numbers) and with a clip
+    # norm above every gradient here, so the registry sees plain SGD (the registry feeds
+    # batch gradients: one example, B = 1). Clipping, noise and per-example batches are
+    # tested in test_dpsgd.py.
+    OptimizerCase(
+        "dpsgd",
+        quad=dict(learning_rate=0.15, l2_norm_clip=1e3, noise_multiplier=0.0, seed=1),
+        rosen=dict(learning_rate=1e-3, l2_norm_clip=1e3, noise_multiplier=0.0, seed=1),
+        primitive=None,  # momentum=None: no per-parameter state
+        slots=(),
+        reference=ref_sgd,
+    ),
+    # LAMB and LARS move a rescaled leaf by lr tc ||p|| whatever the gradient: at a constant
+    # lr they end in a neighbourhood of about one such step (LAMB lr 5e-3: 0.017 from x*
+    # on the bowl, whose ||x*_b|| = 3.2; 0.018 on the complex quadratic, ||c|| = 3.9).
+    # A scalar leaf under the ratio moves by lr |x| and never changes sign (Rosenbrock's x
+    # goes from -1.2 to 1), so `rosen` rescales only leaves with ndim > 1, as
+    # pytorch_optimizer's LARS does: on Rosenbrock's scalars that is Adam / momentum SGD.
+    OptimizerCase(
+        "lamb",
+        quad=dict(learning_rate=5e-3),
+        rosen=dict(learning_rate=0.02, trust_ratio_mask=gx.where(lambda path, p: p.ndim > 1)),
+        primitive="scale_by_adam",
+        slots=("mu", "nu"),
+        reference=ref_lamb,
+        parity_cases=(
+            "pytorch_optimizer_largebatch-lamb_plain",
+            "pytorch_optimizer_largebatch-lamb_wd_betas_eps",
+            "pytorch_optimizer_largebatch-lamb_wd_foreach",
+        ),
+        quad_tol=0.05,
+        complex_tol=0.05,
+    ),
+    OptimizerCase(
+        "lars",
+        quad=dict(learning_rate=0.01, trust_coefficient=0.1),  # 1.3e-3 from x*
+        rosen=dict(learning_rate=5e-4, trust_ratio_mask=gx.where(lambda path, p: p.ndim > 1)),
+        primitive="scale_by_momentum",
+        slots=("velocity",),
+        reference=partial(ref_lars, mu=0.9, tc=0.1),
+        parity_cases=(
+            "pytorch_optimizer_largebatch-lars_momentum",
+            "pytorch_optimizer_largebatch-lars_momentum_wd",
+            "pytorch_optimizer_largebatch-lars_nesterov_wd",
+            "pytorch_optimizer_largebatch-lars_no_momentum_wd",
+        ),
+        quad_tol=0.01,
+        complex_tol=0.02,  # 4.4e-3 from c
+    ),
+    OptimizerCase(
+        "novograd",
+        quad=dict(learning_rate=3e-3),
+        rosen=dict(learning_rate=3e-4),
+        primitive="scale_by_novograd",
+        slots=("mu",),  # nu holds one scalar per leaf
+        reference=ref_novograd,
+        parity_cases=(
+            "pytorch_optimizer_largebatch-novograd_plain",
+            "pytorch_optimizer_largebatch-novograd_wd_optax_betas",
+            "pytorch_optimizer_largebatch-novograd_grad_averaging_wd",
+            "pytorch_optimizer_largebatch-novograd_decoupled_wd",
+        ),
+    ),
+    # Muon's orthogonalised step has a fixed size (singular values ~0.7-1.2 times lr), so
+    # at a constant lr it ends in an lr-sized neighbourhood (lr 1e-2: 3.6e-3 from x* on the
+    # bowl, 5.6e-3 on Rosenbrock). These configs use eps=1e3 above the momentum's norm
+    # near the optimum, where NS(M) ~ 485 M / eps is linear in M (momentum SGD), far from
+    # it the usual orthogonalised step. The problems' leaves are vectors and scalars:
+    # reshape declares each a (1, n) row (a matrix Muon accepts).
+    OptimizerCase(
+        "muon",
+        quad=dict(learning_rate=0.2, weight_decay=None, eps=1e3, reshape=_muon_row),
+        rosen=dict(learning_rate=0.01, weight_decay=None, eps=1e3, reshape=_muon_row),
+        primitive="scale_by_muon",
+        slots=("mu",),
+        reference=partial(ref_muon, eps=1e3),
+        parity_cases=(
+            "torch_new-muon_nesterov",
+            "torch_new-muon_plain_no_wd",
+            "torch_new-muon_match_rms_adamw_3_steps",
+            "torch_new-muon_original_low_momentum",
+            "torch_new-muon_bf16",
+        ),
+    ),
+    OptimizerCase(
+        "rprop",
+        quad=dict(learning_rate=0.01),
+        # torch's floor 1e-6 on the step sizes leaves Rprop 1.04e-3 from (1, 1) after 20k
+        # steps (it zigzags down the valley at the floor); 1e-7 reaches 8e-5.
+        rosen=dict(learning_rate=0.01, step_sizes=(1e-7, 50)),
+        primitive="scale_by_rprop",
+        slots=("prev", "step_size"),
+        reference=ref_rprop,
+        parity_cases=("torch_new-rprop_default", "torch_new-rprop_bounded"),
+    ),
+    # lambd shrinks p towards 0 (p (1 - lambd eta)): the fixed point is off x* by about
+    # lambd |x*| / curvature, so the bowl run uses lambd=1e-6 (torch's 1e-4: 1.0e-4 away).
+    OptimizerCase(
+        "asgd",
+        quad=dict(learning_rate=0.15, lambd=1e-6),
+        rosen=dict(learning_rate=1e-3),
+        primitive="scale_by_asgd",
+        slots=("ax",),
+        reference=partial(ref_asgd, lr=0.15, lambd=1e-6, direction=True),
+        parity_cases=(
+            "torch_new-asgd_no_averaging",
+            "torch_new-asgd_t0_5_wd",
+            "torch_new-asgd_t0_0",
+        ),
+    ),
+    OptimizerCase(
+        "adabelief",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=0.02),
+        primitive="scale_by_belief",
+        slots=("mu", "nu"),
+        reference=ref_belief,
+        parity_cases=(
+            "adamlike-adabelief_plain",
+            "adamlike-adabelief_betas_eps_wd",
+            "adamlike-adabelief_coupled_wd",
+            "adamlike-adabelief_rectify",
+            "adamlike-adabelief_rectify_wd",
+        ),
+    ),
+    OptimizerCase(
+        "yogi",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=0.02),
+        primitive="scale_by_yogi",
+        slots=("mu", "nu"),
+        reference=ref_yogi,
+        parity_cases=(
+            "adamlike-yogi_plain",
+            "adamlike-yogi_b2_init_eps",
+            "adamlike-yogi_decoupled_wd",
+            "adamlike-yogi_coupled_wd",
+        ),
+    ),
+    OptimizerCase(
+        "adan",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=0.01),
+        primitive="scale_by_adan",
+        slots=("mu", "delta", "nu", "prev_grad"),
+        reference=ref_adan,
+        parity_cases=("adamlike-adan_plain", "adamlike-adan_betas", "adamlike-adan_wd"),
+    ),
+    OptimizerCase(
+        "sm3",
+        quad=dict(learning_rate=1.0),
+        rosen=dict(learning_rate=0.3),
+        primitive="scale_by_sm3",
+        slots=(),  # momentum=None: no momentum buffer; the accumulators are not params-like
+        reference=ref_sm3,
+        parity_cases=("adamlike-sm3_plain", "adamlike-sm3_momentum", "adamlike-sm3_beta_momentum"),
+    ),
+    # The params are y (the gradient point); the reference is the update over -lr.
+    # rosen: r = 2 weights the late iterates more (uniform weights, r = 0, keep the
+    # average 0.01-0.07 behind on the curved valley after 20k steps at a stable lr).
+    OptimizerCase(
+        "schedule_free_sgd",
+        quad=dict(learning_rate=0.1),
+        rosen=dict(learning_rate=4e-3, r=2.0),
+        primitive="scale_by_schedule_free",
+        slots=("x_minus_y",),
+        reference=partial(ref_schedule_free, lr=0.1, per_lr=True),
+        parity_cases=(
+            "schedulefree-sgd_plain",
+            "schedulefree-sgd_warmup_wd",
+            "schedulefree-sgd_r_power",
+        ),
+    ),
+    OptimizerCase(
+        "schedule_free_adamw",
+        quad=dict(learning_rate=0.05),
+        rosen=dict(learning_rate=0.01, b1=0.95),
+        primitive="scale_by_schedule_free",
+        slots=("x_minus_y", "nu"),
+        reference=partial(ref_schedule_free, lr=0.05, b2=0.999, per_lr=True),
+        parity_cases=(
+            "schedulefree-adamw_plain",
+            "schedulefree-adamw_warmup_wd",
+            "schedulefree-adamw_r_betas",
+        ),
+    ),
+    # quad: eps2 = 2 exceeds RMS(p) on bowl_tree's path and on test_primitives' PARAMS,
+    # and lr <= 1/sqrt(t) on the steps compared, so the step is exactly -lr * 2 * u there.
+    # rosen: the relative step min(lr, 1/sqrt(t)) decays, so, like Adadelta, Adafactor
+    # crawls along the curved valley: 20k steps end 0.035 from (1, 1) (from a loss of 24).
+    OptimizerCase(
+        "adafactor",
+        quad=dict(learning_rate=0.05, eps=(None, 2.0)),
+        rosen=dict(learning_rate=0.05),
+        primitive="scale_by_adafactor",
+        slots=(),  # factored (row_var, col_var) or None-holding trees: none like params
+        reference=partial(ref_adafactor, scale=2.0),
+        parity_cases=(
+            "adafactor-default",
+            "adafactor-wd",
+            "adafactor-capped_decay_d",
+            "adafactor-eps1_eps2_wd_capped",
+            "adafactor-no_clipping",
+        ),
+        rosen_tol=0.05,
     ),
 )
 

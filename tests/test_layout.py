@@ -64,11 +64,24 @@ def test_gradients_arrive_flat_and_match_tree_gradients():
     )
 
 
-@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+# Rules that look at a whole leaf (a layer) rather than each coordinate: on a flat buffer
+# they see one big layer, so they are not elementwise-equal to the tree run. The
+# trust-ratio ones take ``layout=`` to reduce per original leaf (tested below).
+PER_LEAF = {
+    "adafactor": "factored row / column moments of matrices",
+    "lamb": "per-leaf trust ratio (layout= restores it)",
+    "lars": "per-leaf trust ratio (layout= restores it)",
+    "novograd": "one second moment per leaf",
+    "muon": "orthogonalises each matrix",
+    "ldog": "one step size per leaf",
+}
+
+
+@pytest.mark.parametrize("opt", sorted(set(OPTIMIZERS) - set(PER_LEAF)))
 def test_elementwise_optimizers_are_bitwise_equal_on_the_flat_layout(opt):
     p = {k: v for k, v in _params().items() if k != "head"}
     layout = gx.ParamLayout.of(p)
-    tx = getattr(gx, opt)(1e-2)
+    tx = OPTIMIZERS[opt].make(learning_rate=1e-2)
 
     def run(params, loss):
         state = tx.init(params)
@@ -262,3 +275,45 @@ def test_layout_label_errors():
         gx.ParamLayout.of(p).labels()
     with pytest.raises(ValueError, match="layout groups vs flat"):
         gx.ParamLayout.of(p).leaf_sums({"float64": jnp.ones(3)})
+
+
+@pytest.mark.parametrize("name", ["lamb", "lars"])
+def test_trust_ratios_on_flat_buffers_are_per_original_leaf(name):
+    # The ratio uses each original leaf's norms (segment ids), not the buffer's: the flat
+    # run equals the tree run up to the order of the norms' sums.
+    p = _model_params()
+    layout = gx.ParamLayout.of(p, labels=DECAY, pad_to=8)
+    mask = {"decay": True, "no_decay": False}
+    if name == "lamb":
+        tree_tx = gx.lamb(1e-2, weight_decay=0.1, trust_ratio_mask="**/kernel")
+        flat_tx = gx.lamb(1e-2, weight_decay=0.1, trust_ratio_mask=mask, layout=layout)
+    else:
+        tree_tx = gx.lars(0.5, weight_decay=0.1, weight_decay_mask="**/kernel")
+        flat_tx = gx.lars(0.5, weight_decay=0.1, weight_decay_mask=mask, layout=layout)
+    tree = _train(tree_tx, p, _model_loss)
+    flat = _train(flat_tx, layout.flatten(p), lambda f: _model_loss(layout.unflatten(f)))
+    moved = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))), tree, p)
+    assert min(jax.tree_util.tree_leaves(moved)) > 1e-4  # every leaf trained
+    for a, b in zip(
+        jax.tree_util.tree_leaves(layout.unflatten(flat)), jax.tree_util.tree_leaves(tree)
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-7)
+    # Without the layout, a buffer would be one layer: a different (wrong) step.
+    whole = _train(
+        gx.lamb(1e-2, weight_decay=0.1, trust_ratio_mask=mask)
+        if name == "lamb"
+        else gx.lars(0.5, weight_decay=0.1, weight_decay_mask=mask),
+        layout.flatten(p),
+        lambda f: _model_loss(layout.unflatten(f)),
+    )
+    assert not np.allclose(
+        np.asarray(whole["decay"]["float32"]), np.asarray(flat["decay"]["float32"])
+    )
+
+
+def test_leaf_norms_do_not_overflow():
+    layout = gx.ParamLayout.of({"a": jnp.ones(2), "b": jnp.ones(2)}, pad_to=8)
+    flat = {"float32": jnp.array([3e30, 4e30, 3e-30, 4e-30, 0, 0, 0, 0])}
+    np.testing.assert_allclose(
+        np.asarray(layout.leaf_norms(flat)["float32"]), [5e30, 5e-30, 0.0], rtol=1e-6
+    )

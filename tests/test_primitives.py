@@ -13,6 +13,7 @@ Adam case checks the float32 path with ``rtol=1e-6``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from functools import partial
 
@@ -91,10 +92,28 @@ def assert_steps_literal(tx, expected, params=None):
         assert_tree_close(u, exp, msg=f"step {t}")
 
 
-def ref_tree(ref, grads):
+def takes_params(ref) -> bool:
+    """Whether a reference needs its leaf's parameter (a layer-wise rule: trust ratio)."""
+    return "params" in inspect.signature(ref).parameters
+
+
+def takes_trees(ref) -> bool:
+    """Whether a reference takes whole trees, ``ref(grad_trees, params, evolve)``: a global
+    rule (Prodigy, D-Adaptation, DoG) sums over every leaf, so it cannot run leaf by leaf."""
+    return next(iter(inspect.signature(ref).parameters)) == "grad_trees"
+
+
+def ref_tree(ref, grads, params=None):
     """Apply an element-wise reference ``ref(list of leaf grads) -> [dict per step]`` to
-    every leaf; returns [dict slot -> tree per step]."""
-    per_leaf = {k: ref([g[k] for g in grads]) for k in KEYS}
+    every leaf; returns [dict slot -> tree per step]. A reference with a ``params``
+    argument (a layer-wise rule) also gets that leaf of ``params``; a global rule's
+    (``takes_trees``) gets the whole trees, with ``params`` held fixed."""
+    if takes_trees(ref):
+        return ref(grads, params=params, evolve=False)
+    if params is not None and takes_params(ref):
+        per_leaf = {k: ref([g[k] for g in grads], params=params[k]) for k in KEYS}
+    else:
+        per_leaf = {k: ref([g[k] for g in grads]) for k in KEYS}
     n = len(grads)
     return [{s: {k: per_leaf[k][t][s] for k in KEYS} for s in per_leaf["a"][t]} for t in range(n)]
 
@@ -111,9 +130,14 @@ ELEMENTWISE = [
 
 @pytest.mark.parametrize("make_tx, ref, slots", ELEMENTWISE)
 def test_stateful_elementwise_first_steps(make_tx, ref, slots):
-    expected = ref_tree(ref, GRADS)
-    with jax.enable_x64(True):
-        _, steps = run(make_tx(), GRADS)
+    if takes_trees(ref):  # a global rule: params advance by each update (p <- p + u)
+        expected = ref(GRADS, params=PARAMS, evolve=True)
+        with jax.enable_x64(True):
+            _, steps = run(make_tx(), GRADS, PARAMS, evolve=True)
+    else:
+        expected = ref_tree(ref, GRADS, PARAMS)
+        with jax.enable_x64(True):
+            _, steps = run(make_tx(), GRADS, PARAMS if takes_params(ref) else None)
     for t, ((u, state), exp) in enumerate(zip(steps, expected), 1):
         assert_tree_close(u, exp["u"], msg=f"step {t} updates")
         for s in slots:
@@ -130,7 +154,7 @@ def test_named_optimizer_first_steps(name):
     # NumPy direction of its rule (weight decay, if any, is 0 there).
     case = OPTIMIZERS[name]
     lr = case.quad["learning_rate"]
-    expected = ref_tree(case.reference, GRADS)
+    expected = ref_tree(case.reference, GRADS, PARAMS)
     with jax.enable_x64(True):
         _, steps = run(case.make(), GRADS, PARAMS)
     for t, ((u, _), exp) in enumerate(zip(steps, expected), 1):
