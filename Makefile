@@ -44,6 +44,8 @@ bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/fullbatch.py
 	$(PY) benchmarks/compile.py --leaves 1000
+	$(PY) benchmarks/flat_layout.py --trees 200,1000
+	$(PY) benchmarks/new_optimizers.py
 
 # Lint: ruff (rules and formatting) and mypy (types; settings in pyproject.toml).
 $(VENV)/.lint-installed: pyproject.toml | $(PY)

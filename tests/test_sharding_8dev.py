@@ -13,8 +13,9 @@ data parallel; params sharded over "model"; matrices over both axes):
   elementwise rules and for replicated params, one all-reduce of per-leaf scalar partial
   sums for a global norm (per group of leaves sharded over the same mesh axes).
 
-KNOWN lists the transforms whose report shows a finding, each with its reason; they are excluded from the strict checks only
-for the finding named, and the rest of their row is still checked.
+KNOWN lists the transforms whose report shows a finding, each with its reason; they are
+excluded from the strict checks only for the finding named, and the rest of their row is
+still checked.
 """
 
 from __future__ import annotations
