@@ -136,8 +136,13 @@ class clip_per_example(GradientTransformation):
                 out.append(u)
                 continue
             dt = compute_dtype(g)
-            m = mult.astype(jnp.finfo(dt).dtype).reshape((-1,) + (1,) * (g.ndim - 1))
-            mean = jnp.sum(g.astype(dt) * m.astype(dt), axis=0) / batch
+            # A contraction over the batch axis (as Optax's tensordot), not a product and
+            # a sum over axis 0, which XLA on CPU runs as a slow strided reduction (3.8x
+            # Optax's step at 8 examples x 3.2M params). HIGHEST: no TF32/bf16 passes on
+            # accelerators.
+            m = mult.astype(jnp.finfo(dt).dtype).astype(dt)
+            hi = jax.lax.Precision.HIGHEST
+            mean = jnp.tensordot(m, g.astype(dt), axes=(0, 0), precision=hi) / batch
             out.append(mean.astype(jnp.asarray(u).dtype))
         return treedef.unflatten(out), state
 
