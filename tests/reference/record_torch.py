@@ -9,32 +9,14 @@ virtual environment)::
 It writes ONE file, ``tests/reference/torch_trajectories.json`` (next to this
 script), which ``tests/test_reference_parity.py`` reads without importing torch.
 
-Test problem (everything float64, deterministic: fixed numpy seed):
-
-* params are a dict of two leaves ``{"w": shape (3, 2), "b": shape (4,)}``;
-* ``x = concatenate([w.ravel(), b])`` (length 10, ``w`` in C order);
-* ``f(x) = 0.5 x^T A x - c^T x + 0.25 lam sum(x**4)`` with ``A`` a fixed SPD
-  10x10 matrix (eigenvalues spread over [0.5, 10]), ``c`` a fixed vector and
-  ``lam = 0.1``, so ``grad f(x) = A x - c + lam x**3``;
-* the gradient is evaluated in closed form (and checked against autograd).
-
-For every case the torch optimizer (single-tensor implementation,
-``foreach=False``) runs ``NUM_STEPS`` steps and the params after each step in
-``RECORD_STEPS`` are stored. The JSON contains the torch version, the problem
-data (``A``, ``c``, ``lam``, ``x0`` as the two leaves), the recorded steps and
-the cases, each with explicit kwargs for both torch and gradxform.
-JSON floats are written with ``repr`` (shortest round-trip form), i.e. exactly.
+The problem and the recording loop are ``_problem.py``'s (the same for every reference
+source). For every case the torch optimizer (single-tensor implementation,
+``foreach=False``) runs ``NUM_STEPS`` steps; the params after each step in
+``RECORD_STEPS`` are stored, with explicit kwargs for both torch and gradxform.
 """
 
-import json
-import os
-import sys
-
-import numpy as np
 import torch
-from _problem import LAM, NUM_STEPS, RECORD_STEPS, SHAPES, closed_form_grads, loss, make_problem
-
-OUT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_trajectories.json")
+from _problem import NUM_STEPS, RECORD_STEPS, closed_form_grads, loss, make_problem, write
 
 
 def _case(name, torch_opt, gx_opt, **torch_kwargs):
@@ -299,32 +281,9 @@ def run_case(case, a_np, c_np, x0_leaves):
 
 def main():
     torch.set_default_dtype(torch.float64)
-    names = [c["name"] for c in CASES]
-    assert len(names) == len(set(names)), "case names must be unique"
     a, c, x0 = make_problem()
     cases = [run_case(case, a, c, x0) for case in CASES]
-    data = {
-        "description": "torch.optim reference trajectories (float64); see record_torch.py",
-        "torch_version": torch.__version__,
-        "numpy_version": np.__version__,
-        "python_version": sys.version.split()[0],
-        "problem": {
-            "loss": "f(x) = 0.5 x^T A x - c^T x + 0.25 lam sum(x**4), x = concat(w.ravel(), b)",
-            "grad": "A x - c + lam x**3",
-            "shapes": {k: list(s) for k, s in SHAPES.items()},
-            "A": a.tolist(),
-            "c": c.tolist(),
-            "lam": LAM,
-            "x0": {k: v.tolist() for k, v in x0.items()},
-        },
-        "num_steps": NUM_STEPS,
-        "recorded_steps": RECORD_STEPS,
-        "cases": cases,
-    }
-    with open(OUT_PATH, "w") as f:
-        json.dump(data, f, indent=None, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {len(cases)} cases to {OUT_PATH} ({os.path.getsize(OUT_PATH)} bytes)")
+    write("torch", "torch.optim reference trajectories (float64); see record_torch.py", {}, cases)
 
 
 if __name__ == "__main__":
