@@ -189,6 +189,25 @@ def new_slot(x: Any, dtype: Any, fill: Any = 0) -> jax.Array:
     return jnp.full(shape, fill, dtype)
 
 
+def new_reduced_slot(x: Any, shape: tuple, reduced: int, dtype: Any) -> jax.Array:
+    """A zero slot of ``shape`` for a statistic of parameter ``x`` that averages away its
+    dim ``reduced`` (Adafactor's row and column factors): sharded like ``x`` on the other
+    dims, wherever ``new_slot`` would know ``x``'s sharding. It is the sharding the first
+    update gives the statistic, so the step's inputs keep their shardings (one compile).
+    """
+    sharding = _traced_sharding(x) if isinstance(x, jax.core.Tracer) else None
+    if sharding is None and not isinstance(x, jax.core.Tracer):
+        sharding = getattr(x, "sharding", None)
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        spec = [*sharding.spec, *[None] * (len(shape) - len(sharding.spec))]
+        spec[reduced] = None
+        sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*spec))
+        if isinstance(x, jax.core.Tracer):
+            return jnp.zeros(shape, dtype, out_sharding=sharding)
+        return new_slot(jax.ShapeDtypeStruct(shape, dtype, sharding=sharding), dtype)
+    return new_slot(jax.ShapeDtypeStruct(shape, dtype), dtype)
+
+
 def _traced_sharding(x: jax.core.Tracer) -> Any:
     """The sharding a tracer's type shows, or None when it names no mesh axis (Auto axes
     hide the input's sharding while tracing: the spec reads P(None, ...))."""

@@ -52,9 +52,9 @@ KNOWN = {
     # the update does (the state's sharding changes on the first step), and the two-loop
     # recursion all-gathers param-sized vectors.
     "scale_by_lbfgs": "history slots not sharded like params; all-gathers",
-    # Factored second moments (row/column statistics) and SM3's per-axis accumulators
-    # are not params-shaped: init gives them no sharding, update shards them.
-    "adafactor": "factored statistics not sharded at init",
+    # SM3's per-axis accumulators are not params-shaped: init gives them no sharding
+    # from abstract params, update shards them. (Adafactor's factors use
+    # _leafwise.new_reduced_slot, which does; SM3 could too.)
     "sm3": "per-axis accumulators not sharded at init",
     # Newton-Schulz orthogonalisation multiplies the sharded matrix by its transpose:
     # a matmul over a sharded contraction dimension, whose operands XLA gathers.

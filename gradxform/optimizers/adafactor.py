@@ -20,6 +20,7 @@ from .._leafwise import (
     abs2,
     compute_dtype,
     map_params,
+    new_reduced_slot,
     new_slot,
     safe_increment,
     scalar_dtype,
@@ -57,10 +58,9 @@ def _factored(x: Any) -> bool:
     return len(shape) >= 2 and math.prod(shape) > 0
 
 
-def _zeros(p: Any, shape: tuple) -> jax.Array:
-    # A factor's shape is not the parameter's, so the parameter's sharding does not apply.
-    dtype = slot_dtype(p, real=True)
-    return new_slot(jax.ShapeDtypeStruct(shape, dtype), dtype)
+def _zeros(p: Any, shape: tuple, reduced: int) -> jax.Array:
+    # A factor's shape is not the parameter's: sharded like it on the dims it keeps.
+    return new_reduced_slot(p, shape, reduced, slot_dtype(p, real=True))
 
 
 def _lerp(a: jax.Array, b: jax.Array, w: Any) -> jax.Array:
@@ -121,10 +121,10 @@ class scale_by_adafactor(GradientTransformation):
 
     def init(self, params):
         def row(p):
-            return _zeros(p, (*p.shape[:-1], 1)) if _factored(p) else None
+            return _zeros(p, (*p.shape[:-1], 1), p.ndim - 1) if _factored(p) else None
 
         def col(p):
-            return _zeros(p, (*p.shape[:-2], 1, p.shape[-1])) if _factored(p) else None
+            return _zeros(p, (*p.shape[:-2], 1, p.shape[-1]), p.ndim - 2) if _factored(p) else None
 
         def var(p):
             return None if _factored(p) else new_slot(p, slot_dtype(p, real=True))
